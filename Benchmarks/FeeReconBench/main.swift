@@ -1,0 +1,1 @@
+// feerecon-bench: load generators for the scripts under Benchmarks/.

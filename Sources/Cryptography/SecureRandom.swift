@@ -1,0 +1,40 @@
+import CLibCrypto
+
+/// Cryptographically secure random bytes from libcrypto's DRBG.
+public enum SecureRandom {
+    public static func bytes(_ count: Int) -> [UInt8] {
+        precondition(count >= 0)
+        var out = [UInt8](repeating: 0, count: count)
+        guard count > 0 else { return out }
+        let ok = out.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32($0.count)) }
+        // A DRBG that cannot produce bytes leaves nothing safe to do but stop.
+        precondition(ok == 1, "libcrypto: RAND_bytes failed")
+        return out
+    }
+
+    /// A uniformly random string of `length` characters drawn from `alphabet` (rejection sampling,
+    /// so no character is more likely than another).
+    public static func string(length: Int, alphabet: [Character]) -> String {
+        precondition(!alphabet.isEmpty && alphabet.count <= 256)
+        let limit = 256 - (256 % alphabet.count)
+        var result = ""
+        result.reserveCapacity(length)
+        while result.count < length {
+            for byte in bytes(max(16, (length - result.count) * 2)) where Int(byte) < limit {
+                result.append(alphabet[Int(byte) % alphabet.count])
+                if result.count == length { break }
+            }
+        }
+        return result
+    }
+
+    /// `[A-Za-z0-9]`, the alphabet of the portal's references and of our tokens.
+    public static let alphanumeric: [Character] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+    /// Upper-case letters and digits without look-alikes (no I, L, O, U, 0, 1): Crockford base32.
+    public static let crockford: [Character] = Array("23456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+    /// A URL-safe token carrying `bytes` bytes of entropy, for links and API keys.
+    public static func token(bytes count: Int = 32) -> String {
+        Base64.urlEncode(bytes(count))
+    }
+}

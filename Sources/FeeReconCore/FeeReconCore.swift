@@ -1,0 +1,1 @@
+// The FeeReconCore module.

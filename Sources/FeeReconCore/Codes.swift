@@ -1,0 +1,212 @@
+/// Why a code or name from outside was refused; `field` names the input, `reason` says what was wrong
+/// in words a client developer can act on.
+public struct ValidationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var field: String
+    public var reason: String
+
+    public init(field: String, reason: String) {
+        self.field = field
+        self.reason = reason
+    }
+
+    public var description: String { "\(field): \(reason)" }
+}
+
+extension UInt8 {
+    var isUpperAlphanumeric: Bool {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(self) || isDigit
+    }
+    var isAlphanumeric: Bool {
+        isUpperAlphanumeric || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(self)
+    }
+    var isDigit: Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self) }
+}
+
+/// A government agency's code: dot-separated groups of `[A-Z0-9]`, at least two, e.g. `000.00.15.H10`.
+public struct AgencyCode: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init?(rawValue: String) {
+        guard (try? Self.validate(rawValue)) != nil else { return nil }
+        self.rawValue = rawValue
+    }
+
+    public init(validating text: String, field: String = "agencyCode") throws(ValidationError) {
+        try Self.validate(text, field: field)
+        rawValue = text
+    }
+
+    static func validate(_ text: String, field: String = "agencyCode") throws(ValidationError) {
+        let groups = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard text.utf8.count <= 64 else { throw ValidationError(field: field, reason: "is longer than 64 characters") }
+        guard groups.count >= 2 else {
+            throw ValidationError(field: field, reason: "must be at least two dot-separated groups of A-Z and 0-9, e.g. 000.00.15.H10")
+        }
+        for group in groups where group.isEmpty || !group.allSatisfy(\.isUpperAlphanumeric) {
+            throw ValidationError(field: field, reason: "must be dot-separated groups of A-Z and 0-9, e.g. 000.00.15.H10")
+        }
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { try self.init(validating: text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+/// A procedure dossier's code, `<agency code>-<yyMMdd>-<nnnn>` (Circular 01/2018/TT-VPCP art. 19),
+/// e.g. `000.00.15.H10-230530-0001`. The date must be a real calendar date.
+public struct DossierCode: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public let agency: AgencyCode
+
+    public init?(rawValue: String) {
+        guard let code = try? Self(validating: rawValue) else { return nil }
+        self = code
+    }
+
+    public init(validating text: String, field: String = "code") throws(ValidationError) {
+        let format = "must look like <agency code>-<yyMMdd>-<nnnn>, e.g. 000.00.15.H10-230530-0001"
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3 else { throw ValidationError(field: field, reason: format) }
+        let agencyText = String(parts[0]), date = parts[1].utf8, serial = parts[2].utf8
+        guard date.count == 6, date.allSatisfy(\.isDigit), serial.count == 4, serial.allSatisfy(\.isDigit) else {
+            throw ValidationError(field: field, reason: format)
+        }
+        do {
+            try AgencyCode.validate(agencyText, field: field)
+        } catch {
+            throw ValidationError(field: field, reason: format)
+        }
+        let digits = date.map { Int($0 - UInt8(ascii: "0")) }
+        let year = 2000 + digits[0] * 10 + digits[1]
+        let month = digits[2] * 10 + digits[3]
+        let day = digits[4] * 10 + digits[5]
+        guard CivilDate.isValid(year: year, month: month, day: day) else {
+            throw ValidationError(field: field, reason: "contains \(parts[1]), which is not a real date (yyMMdd)")
+        }
+        rawValue = text
+        agency = AgencyCode(uncheckedRawValue: agencyText)
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { rawValue }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { try self.init(validating: text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+extension AgencyCode {
+    init(uncheckedRawValue: String) { rawValue = uncheckedRawValue }
+}
+
+/// The portal's partner code (`MaDoiTac`) of a province or agency system, e.g. `BTH`.
+public struct PartnerCode: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init?(rawValue: String) {
+        let bytes = rawValue.utf8
+        guard (1...16).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+}
+
+/// The service's own reference for one payment attempt (`MaThamChieu`): 1–20 of `[A-Za-z0-9]`,
+/// unique per partner forever.
+public struct PaymentReference: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init?(rawValue: String) {
+        let bytes = rawValue.utf8
+        guard (1...20).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    /// A fresh reference: `PI` and 18 characters of Crockford base32 (about 88 bits), which makes a
+    /// collision practically impossible; the database's unique key is the guarantee.
+    public static func random(using generator: inout some RandomNumberGenerator) -> PaymentReference {
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+        var text = "PI"
+        for _ in 0..<18 { text.append(alphabet[Int.random(in: 0..<alphabet.count, using: &generator)]) }
+        return PaymentReference(rawValue: text)!
+    }
+
+    public var description: String { rawValue }
+}
+
+/// A refund request's id at the gateway (`MaYeuCau`): 1–32 of `[A-Za-z0-9]`, unique per partner.
+public struct RefundRequestID: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init?(rawValue: String) {
+        let bytes = rawValue.utf8
+        guard (1...32).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
+        self.rawValue = rawValue
+    }
+
+    public static func random(using generator: inout some RandomNumberGenerator) -> RefundRequestID {
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+        var text = "RF"
+        for _ in 0..<22 { text.append(alphabet[Int.random(in: 0..<alphabet.count, using: &generator)]) }
+        return RefundRequestID(rawValue: text)!
+    }
+
+    public var description: String { rawValue }
+}
+
+/// Validation of free-text names (procedure, agency, applicant, fee line): 1–200 Unicode
+/// characters, no control characters.
+public enum NameRule {
+    public static let maximumLength = 200
+
+    public static func validate(_ text: String, field: String, maximum: Int = maximumLength) throws(ValidationError) {
+        let trimmed = text.trimmingWhitespace
+        guard !trimmed.isEmpty else { throw ValidationError(field: field, reason: "must not be empty") }
+        guard text.count <= maximum else {
+            throw ValidationError(field: field, reason: "must be at most \(maximum) characters (has \(text.count))")
+        }
+        guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw ValidationError(field: field, reason: "must not contain control characters")
+        }
+    }
+
+    /// Short codes (procedure code, fee code): 1–64 printable ASCII characters without spaces.
+    public static func validateCode(_ text: String, field: String, maximum: Int = 64) throws(ValidationError) {
+        let bytes = text.utf8
+        guard (1...maximum).contains(bytes.count) else {
+            throw ValidationError(field: field, reason: "must be 1–\(maximum) characters")
+        }
+        guard bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ValidationError(field: field, reason: "must be printable ASCII without spaces")
+        }
+    }
+}
+
+extension String {
+    var trimmingWhitespace: Substring {
+        var s = self[...]
+        while let first = s.first, first.isWhitespace { s = s.dropFirst() }
+        while let last = s.last, last.isWhitespace { s = s.dropLast() }
+        return s
+    }
+}

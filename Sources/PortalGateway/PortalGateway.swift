@@ -1,1 +1,0 @@
-// The PortalGateway module.

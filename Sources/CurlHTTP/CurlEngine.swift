@@ -269,6 +269,9 @@ final class CurlEngine: @unchecked Sendable {
              CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ENGINE_SETFAILED, CURLE_SSL_ENGINE_INITFAILED, CURLE_SSL_CRL_BADFILE,
              CURLE_SSL_SHUTDOWN_FAILED, CURLE_SSL_CLIENTCERT, CURLE_USE_SSL_FAILED:
             phase = .tls
+        case CURLE_SEND_ERROR where receivedTLSAlert(transfer), CURLE_RECV_ERROR where receivedTLSAlert(transfer):
+            // With TLS 1.3 a server rejects a client certificate after the handshake, as an alert.
+            phase = .tls
         case CURLE_SEND_ERROR, CURLE_READ_ERROR, CURLE_SEND_FAIL_REWIND:
             phase = .send
         case CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_WEIRD_SERVER_REPLY, CURLE_HTTP2,
@@ -284,6 +287,11 @@ final class CurlEngine: @unchecked Sendable {
             phase = .other
         }
         return HTTPClientError(phase, curlCode: Int(code.rawValue), host: hostOf(transfer))
+    }
+
+    private func receivedTLSAlert(_ transfer: Transfer) -> Bool {
+        guard let message = transfer.handle?.errorMessage else { return false }
+        return message.hasPrefix("OpenSSL SSL_") && message.contains(" alert ")
     }
 
     /// Whether curl gave up before the connection (TLS included) was established.

@@ -41,7 +41,7 @@ extension CurlHTTPClient {
     }
 
     /// A PEM certificate (chain) and its private key for mutual TLS. The password is never shown.
-    public struct ClientCertificate: Sendable, CustomStringConvertible {
+    public struct ClientCertificate: Sendable, CustomStringConvertible, CustomReflectable {
         public var certificateFile: String
         public var privateKeyFile: String
         public var privateKeyPassword: String?
@@ -53,10 +53,12 @@ extension CurlHTTPClient {
         }
 
         public var description: String { "ClientCertificate(\(certificateFile))" }
+        public var customMirror: Mirror { Mirror(self, children: ["certificateFile": certificateFile]) }
     }
 
-    /// An HTTP(S) proxy and the hosts that bypass it (curl's `NOPROXY` syntax).
-    public struct Proxy: Sendable {
+    /// An HTTP(S) proxy and the hosts that bypass it (curl's `NOPROXY` syntax). Its URL may
+    /// carry credentials, so it is never shown.
+    public struct Proxy: Sendable, CustomStringConvertible, CustomReflectable {
         public var url: String
         public var bypass: String
 
@@ -64,5 +66,8 @@ extension CurlHTTPClient {
             self.url = url
             self.bypass = bypass
         }
+
+        public var description: String { "Proxy(redacted)" }
+        public var customMirror: Mirror { Mirror(self, children: ["bypass": bypass]) }
     }
 }

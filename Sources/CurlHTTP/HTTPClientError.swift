@@ -52,6 +52,13 @@ public struct HTTPClientError: Error, Hashable, Sendable, CustomStringConvertibl
 
         public var code: String { base.rawValue }
         public var description: String { base.rawValue }
+
+        var requestMayHaveBeenSent: Bool {
+            switch base {
+            case .dnsResolution, .connect, .tls, .connectTimeout, .invalidRequest: false
+            case .timeout, .send, .receive, .responseTooLarge, .cancelled, .shutdown, .other: true
+            }
+        }
     }
 
     public let phase: Phase
@@ -66,13 +73,10 @@ public struct HTTPClientError: Error, Hashable, Sendable, CustomStringConvertibl
         self.host = host
     }
 
-    /// Whether the server may have received (part of) the request, so its effect is unknown.
-    public var requestMayHaveBeenSent: Bool {
-        switch phase {
-        case .dnsResolution, .connect, .tls, .connectTimeout, .invalidRequest: false
-        default: true
-        }
-    }
+    /// Whether the server may have received (part of) the request, so its effect is unknown and
+    /// must be found out (e.g. by a query) rather than assumed not to have happened. `false` only
+    /// for phases in which no connection the server accepted existed.
+    public var requestMayHaveBeenSent: Bool { phase.requestMayHaveBeenSent }
 
     public var description: String {
         var text = "HTTP request"

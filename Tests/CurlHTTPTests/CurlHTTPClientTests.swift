@@ -384,7 +384,15 @@ extension CurlHTTPSuite {
         #expect(!text.contains("secret body"))
         #expect(text.contains("Authorization"))
         let certificate = CurlHTTPClient.ClientCertificate(certificateFile: "/c.pem", privateKeyFile: "/k.pem", privateKeyPassword: "pw-s3cret")
-        #expect(!"\(certificate)".contains("pw-s3cret"))
+        var configuration = CurlHTTPClient.Configuration()
+        configuration.tls.clientCertificate = certificate
+        configuration.proxy = .init(url: "http://user:proxy-s3cret@127.0.0.1:3128")
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        for text in ["\(certificate)", String(reflecting: certificate), "\(configuration)", String(reflecting: configuration), dumped] {
+            #expect(!text.contains("pw-s3cret"))
+            #expect(!text.contains("proxy-s3cret"))
+        }
     }
 
     /// Small POSTs at 64 in flight; prints the rate so a run shows it, asserts only correctness.

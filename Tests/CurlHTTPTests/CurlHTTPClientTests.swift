@@ -1,5 +1,6 @@
 import Cryptography
 import CurlHTTP
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -426,4 +427,18 @@ extension CurlHTTPSuite {
         }
     }
 }
+}
+
+extension CurlHTTPSuite.ClientTests {
+    @Test func shutsDownWithItsServiceGroup() async throws {
+        let client = try makeClient()
+        let group = ServiceGroup(configuration: .init(services: [client], logger: testLogger()))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let error = await expectHTTPError { try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:1/")) }
+        #expect(error?.phase == .shutdown)
+    }
 }

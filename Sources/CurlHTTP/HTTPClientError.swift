@@ -67,7 +67,8 @@ public struct HTTPClientError: Error, Hashable, Sendable, CustomStringConvertibl
     /// `host` or `host:port` of the request's URL, when it could be parsed.
     public let host: String?
 
-    init(_ phase: Phase, curlCode: Int? = nil, host: String? = nil) {
+    /// Public so that fakes of `HTTPTransport` can fail the way the real client does.
+    public init(_ phase: Phase, curlCode: Int? = nil, host: String? = nil) {
         self.phase = phase
         self.curlCode = curlCode
         self.host = host

@@ -442,3 +442,17 @@ extension CurlHTTPSuite.ClientTests {
         #expect(error?.phase == .shutdown)
     }
 }
+
+extension CurlHTTPSuite.ClientTests {
+    @Test func usableThroughTheTransportProtocol() async throws {
+        try await withTestServer { port in
+            try await withClient { client in
+                let transport: any HTTPTransport = client
+                let response = try await transport.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/bytes/5"))
+                #expect(response.body == pattern(5))
+                let timed = try await transport.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/bytes/6"), timeout: .seconds(5))
+                #expect(timed.body == pattern(6))
+            }
+        }
+    }
+}

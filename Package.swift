@@ -177,6 +177,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PortalGatewayTests",
+            dependencies: ["PortalGateway", "FeeReconCore", "Signing", "CurlHTTP"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CryptographyTests",
             dependencies: ["Cryptography"],
             swiftSettings: swiftSettings

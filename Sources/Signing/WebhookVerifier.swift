@@ -43,13 +43,16 @@ public struct WebhookVerifier: Sendable {
     }
 
     /// Verifies `body` (raw bytes, unparsed) against the three header values; `nil` means absent.
+    /// `maxBodySize` is the protocol's 64 KiB unless a message kind is allowed more (a settlement
+    /// file reply).
     public func verify(
         id: String?,
         timestamp: String?,
         signature: String?,
-        body: some Collection<UInt8>
+        body: some Collection<UInt8>,
+        maxBodySize: Int = StandardWebhooks.maxBodySize
     ) throws(WebhookVerificationError) -> VerifiedWebhook {
-        guard body.count <= StandardWebhooks.maxBodySize else { throw .bodyTooLarge }
+        guard body.count <= maxBodySize else { throw .bodyTooLarge }
         guard let id, !id.isEmpty else { throw .missingMessageID }
         guard let timestamp, !timestamp.isEmpty else { throw .missingTimestamp }
         guard let signature, !signature.isEmpty else { throw .missingSignature }
@@ -76,13 +79,15 @@ public struct WebhookVerifier: Sendable {
     /// library's header type can be adapted with one closure.
     public func verify(
         headers: (String) -> String?,
-        body: some Collection<UInt8>
+        body: some Collection<UInt8>,
+        maxBodySize: Int = StandardWebhooks.maxBodySize
     ) throws(WebhookVerificationError) -> VerifiedWebhook {
         try verify(
             id: headers(StandardWebhooks.idHeader),
             timestamp: headers(StandardWebhooks.timestampHeader),
             signature: headers(StandardWebhooks.signatureHeader),
-            body: body)
+            body: body,
+            maxBodySize: maxBodySize)
     }
 
     /// Digits only, no sign, no leading zero, fits in `Int64`.

@@ -176,7 +176,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PostgresTests",
-            dependencies: ["Postgres", "TestSupport"],
+            dependencies: ["Postgres", "TestSupport", "Cryptography"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -26,6 +26,7 @@ public final class PostgresClient: Sendable {
     /// Lends a connection to `body` and takes it back afterwards, rolling back any transaction the
     /// body left open. While `body` runs, the task prefers the connection's thread, so its queries
     /// need no extra thread hops. The connection must not escape `body`.
+    @discardableResult
     public func withConnection<Result>(
         logger: Logger? = nil,
         isolation: isolated (any Actor)? = #isolation,
@@ -62,6 +63,7 @@ public final class PostgresClient: Sendable {
     /// idempotent. A `BEGIN` that fails because the connection turned out to be dead is also
     /// retried once on a fresh connection (nothing had been sent). A connection lost later
     /// (`PostgresError.Code.connectionLost`) is never retried: the commit may have happened.
+    @discardableResult
     public func withTransaction<Result>(
         isolation: PostgresIsolationLevel? = nil,
         readOnly: Bool = false,
@@ -153,6 +155,7 @@ public final class PostgresClient: Sendable {
         let error: PostgresError
     }
 
+    /// The delay before run `attempt + 1`.
     static func backoff(attempt: Int, policy: PostgresConfiguration.TransactionRetry) -> Duration {
         let exponent = min(attempt - 1, 20)
         let ceiling = min(policy.initialDelay * (1 << exponent), policy.maximumDelay)

@@ -125,6 +125,7 @@ public actor PostgresConnection {
 
     /// Runs `body` between `BEGIN` and `COMMIT` on this connection, rolling back if it throws.
     /// Runs once: the retrying variant is `PostgresClient.withTransaction`.
+    @discardableResult
     public nonisolated(nonsending) func withTransaction<Result>(
         isolation: PostgresIsolationLevel? = nil,
         readOnly: Bool = false,
@@ -195,6 +196,7 @@ public actor PostgresConnection {
     /// Streams rows into `COPY … FROM STDIN` (text format) and returns how many were copied.
     /// Rows are buffered and sent in chunks of about 64 KiB. If `body` throws, the COPY is
     /// aborted (nothing is loaded) and the error is rethrown; server errors are thrown as such.
+    @discardableResult
     public nonisolated(nonsending) func copyFrom(
         _ statement: PostgresQuery,
         logger: Logger? = nil,

@@ -84,6 +84,15 @@ extension PostgresQuery: ExpressibleByStringInterpolation {
 
         /// Binds `value` as the next `$n` parameter (NULL for `nil`).
         public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value) {
+            bind(value)
+        }
+
+        /// Binds an optional as the next `$n` parameter, NULL when nil.
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            bind(value)
+        }
+
+        private mutating func bind<Value: PostgresEncodable>(_ value: Value) {
             bindings.append(value)
             placeholderOffsets.append(sql.utf8.count)
             sql += "$"

@@ -1,3 +1,5 @@
+import Cryptography
+import FeeReconStore
 import Foundation
 import Logging
 import Postgres
@@ -61,7 +63,7 @@ public struct TestDatabase: Sendable {
         return components.string!
     }
 
-    /// Creates the database and a client for it. Throws if `FEERECON_TEST_DATABASE_URL` is
+    /// Creates an empty database and a client for it. Throws if `FEERECON_TEST_DATABASE_URL` is
     /// missing or the server is unreachable.
     public static func create(
         logger: Logger = .test(),
@@ -69,16 +71,43 @@ public struct TestDatabase: Sendable {
         configure: @Sendable (inout PostgresConfiguration) -> Void = { _ in }
     ) async throws -> TestDatabase {
         let admin = try PostgresConfiguration(url: TestEnvironment.databaseURL())
-        let name = "feerecon_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
-        let connection = try await PostgresConnection.connect(configuration: admin, logger: logger)
-        do {
+        let name = uniqueName("feerecon_test_")
+        try await withAdminConnection(admin, logger: logger) { connection in
             try await connection.execute("CREATE DATABASE \(identifier: name)")
-        } catch {
-            await connection.close()
-            throw error
         }
-        await connection.close()
+        return make(name: name, admin: admin, logger: logger, maximumConnections: maximumConnections, configure: configure)
+    }
 
+    /// Creates a database with `migrations` (default: the repository's `Migrations/`) applied.
+    /// The migrated schema is built once per set of files, as a template database, and cloned.
+    public static func createMigrated(
+        migrations: URL? = nil,
+        logger: Logger = .test(),
+        maximumConnections: Int = 4,
+        configure: @Sendable (inout PostgresConfiguration) -> Void = { _ in }
+    ) async throws -> TestDatabase {
+        let admin = try PostgresConfiguration(url: TestEnvironment.databaseURL())
+        let migrator = Migrator(directory: migrations)
+        let template = try await templates.template(for: migrator, admin: admin, logger: logger)
+        let name = uniqueName("feerecon_test_")
+        try await withAdminConnection(admin, logger: logger) { connection in
+            // The template's last sessions may still be exiting; cloning waits for them.
+            try await poll(until: {
+                do {
+                    try await connection.execute("CREATE DATABASE \(identifier: name) TEMPLATE \(identifier: template)")
+                    return true
+                } catch let error as PostgresError where error.sqlState == "55006" {
+                    return false
+                }
+            }, deadline: .seconds(30), "cloning \(template)")
+        }
+        return make(name: name, admin: admin, logger: logger, maximumConnections: maximumConnections, configure: configure)
+    }
+
+    private static func make(
+        name: String, admin: PostgresConfiguration, logger: Logger, maximumConnections: Int,
+        configure: (inout PostgresConfiguration) -> Void
+    ) -> TestDatabase {
         var configuration = admin
         configuration.database = name
         configuration.applicationName = "feerecon-tests"
@@ -89,17 +118,74 @@ public struct TestDatabase: Sendable {
             client: PostgresClient(configuration: configuration, logger: logger), admin: admin)
     }
 
+    static func uniqueName(_ prefix: String) -> String {
+        prefix + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+    }
+
     /// Shuts the client down and drops the database, disconnecting anything still attached.
     public func drop(logger: Logger = .test()) async throws {
         await client.shutdown()
-        let connection = try await PostgresConnection.connect(configuration: admin, logger: logger)
-        do {
+        try await withAdminConnection(admin, logger: logger) { connection in
             try await connection.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
-        } catch {
-            await connection.close()
-            throw error
         }
+    }
+}
+
+/// A standalone connection to the cluster's maintenance database, closed afterwards.
+@discardableResult
+func withAdminConnection<Result: Sendable>(
+    _ admin: PostgresConfiguration,
+    logger: Logger,
+    _ body: @Sendable (PostgresConnection) async throws -> Result
+) async throws -> Result {
+    let connection = try await PostgresConnection.connect(configuration: admin, logger: logger)
+    do {
+        let result = try await body(connection)
         await connection.close()
+        return result
+    } catch {
+        await connection.close()
+        throw error
+    }
+}
+
+private let templates = MigratedTemplates()
+
+/// Migrated template databases, one per distinct set of migration files, built once per process.
+private actor MigratedTemplates {
+    private var building: [String: Task<String, any Error>] = [:]
+
+    func template(for migrator: Migrator, admin: PostgresConfiguration, logger: Logger) async throws -> String {
+        let migrations = try migrator.load()
+        let key = SHA256.hexDigest(migrations.map { "\($0.fileName):\($0.checksum)\n" }.joined().utf8)
+        if let task = building[key] { return try await task.value }
+        let task = Task { () throws -> String in
+            let name = "feerecon_template_" + key.prefix(16)
+            let exists = try await withAdminConnection(admin, logger: logger) { connection in
+                let found = try await connection.query("SELECT 1 FROM pg_database WHERE datname = \(name)")
+                if found.isEmpty { try await connection.execute("CREATE DATABASE \(identifier: name)") }
+                return !found.isEmpty
+            }
+            if !exists {
+                var configuration = admin
+                configuration.database = name
+                configuration.pool.maximumConnections = 1
+                let client = PostgresClient(configuration: configuration, logger: logger)
+                do {
+                    try await migrator.migrate(client: client, logger: logger)
+                } catch {
+                    await client.shutdown()
+                    _ = try? await withAdminConnection(admin, logger: logger) { connection in
+                        try await connection.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)")
+                    }
+                    throw error
+                }
+                await client.shutdown()
+            }
+            return name
+        }
+        building[key] = task
+        return try await task.value
     }
 }
 
@@ -113,6 +199,29 @@ public func withTestDatabase<Result>(
 ) async throws -> Result {
     let database = try await TestDatabase.create(
         logger: logger, maximumConnections: maximumConnections, configure: configure)
+    let result: Result
+    do {
+        result = try await body(database)
+    } catch {
+        try? await database.drop(logger: logger)
+        throw error
+    }
+    try await database.drop(logger: logger)
+    return result
+}
+
+/// Runs `body` with a fresh database migrated with `migrations` (default: the repository's
+/// `Migrations/`) and drops it afterwards.
+public func withMigratedTestDatabase<Result>(
+    migrations: URL? = nil,
+    logger: Logger = .test(),
+    maximumConnections: Int = 4,
+    configure: @Sendable (inout PostgresConfiguration) -> Void = { _ in },
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (TestDatabase) async throws -> Result
+) async throws -> Result {
+    let database = try await TestDatabase.createMigrated(
+        migrations: migrations, logger: logger, maximumConnections: maximumConnections, configure: configure)
     let result: Result
     do {
         result = try await body(database)

@@ -140,7 +140,7 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(client: PostgresClient, logger: Logger) async throws -> [Migration] {
         let migrations = try load()
-        return try await client.withConnection(logger: logger) { connection in
+        return try await client.withConnection { connection in
             try await Self.withMigrationLock(connection, logger: logger) {
                 try await Self.createHistoryTable(connection)
                 let applied = try await Self.appliedMigrations(connection)
@@ -168,7 +168,7 @@ public struct Migrator: Sendable {
     /// Every file and every applied version, with its state; changes nothing.
     public func status(client: PostgresClient, logger: Logger) async throws -> [MigrationStatus] {
         let migrations = try load()
-        let applied = try await client.withConnection(logger: logger) { connection in
+        let applied = try await client.withConnection { connection in
             let exists = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].decode(Bool.self)
             return exists ? try await Self.appliedMigrations(connection) : []
         }

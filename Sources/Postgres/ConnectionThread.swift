@@ -133,6 +133,8 @@ final class ConnectionSerialExecutor: SerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    var isCurrentThread: Bool { thread.isCurrent }
+
     func checkIsolated() {
         precondition(thread.isCurrent, "not on the connection thread \(thread.name)")
     }

@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// A pool of PostgreSQL connections, each driven on its own thread.
@@ -28,7 +29,6 @@ public final class PostgresClient: Sendable {
     /// need no extra thread hops. The connection must not escape `body`.
     @discardableResult
     public func withConnection<Result>(
-        logger: Logger? = nil,
         isolation: isolated (any Actor)? = #isolation,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
@@ -77,7 +77,7 @@ public final class PostgresClient: Sendable {
         var reconnects = 0
         while true {
             do {
-                return try await withConnection(logger: logger, isolation: actorIsolation) { connection in
+                return try await withConnection(isolation: actorIsolation) { connection in
                     do {
                         try await connection.begin(isolation: isolation, readOnly: readOnly, logger: logger)
                     } catch let error as PostgresError where error.isConnectionError {
@@ -108,19 +108,34 @@ public final class PostgresClient: Sendable {
         }
     }
 
+    // query and execute borrow a connection for one statement in a single call to its thread:
+    // checkout check, statement and clean-up run there together, with no other hops.
+
     /// Runs one statement on a pooled connection and returns all its rows.
     @discardableResult
     public func query(_ query: PostgresQuery, logger: Logger? = nil) async throws -> PostgresRows {
-        try await withConnection(logger: logger, isolation: nil) { connection in
-            try await connection.query(query, logger: logger)
+        let connection = try await acquire()
+        do {
+            let rows = try await connection.queryLeased(query, logger: logger)
+            await release(connection)
+            return rows
+        } catch {
+            await release(connection)
+            throw error
         }
     }
 
     /// Runs one statement on a pooled connection and returns the number of rows it affected.
     @discardableResult
     public func execute(_ query: PostgresQuery, logger: Logger? = nil) async throws -> Int {
-        try await withConnection(logger: logger, isolation: nil) { connection in
-            try await connection.execute(query, logger: logger)
+        let connection = try await acquire()
+        do {
+            let rows = try await connection.queryLeased(query, logger: logger)
+            await release(connection)
+            return rows.affectedRows
+        } catch {
+            await release(connection)
+            throw error
         }
     }
 
@@ -234,6 +249,15 @@ public final class PostgresClient: Sendable {
             await connection.close()
             if let drained { drained.resume() }
         }
+    }
+}
+
+extension PostgresClient: Service {
+    /// Runs until graceful shutdown (or cancellation), then shuts the pool down, so the client
+    /// can be one of the services of a `ServiceGroup`.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 }
 

@@ -302,6 +302,13 @@ public actor PostgresConnection {
         }
     }
 
+    /// One statement on a freshly leased connection, in a single visit to its thread.
+    func queryLeased(_ query: PostgresQuery, logger: Logger?) throws(PostgresError) -> PostgresRows {
+        try prepareForUse()
+        defer { cleanUpAfterUse() }
+        return try self.query(query, logger: logger)
+    }
+
     /// Returns the connection to a clean state after a lease: rolls back a transaction the body
     /// left open, deallocates evicted prepared statements, drops a connection in a state it
     /// cannot recover from.
@@ -330,6 +337,9 @@ public actor PostgresConnection {
     }
 
     // MARK: - Internals
+
+    /// Whether the caller runs on this connection's own thread (always, inside the actor).
+    var isOnOwnThread: Bool { executors.serial.isCurrentThread }
 
     func open() throws(PostgresError) {
         if case .closed = state { throw PostgresError(.connectionClosed) }

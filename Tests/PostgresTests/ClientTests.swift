@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Postgres
+@testable import Postgres
 import TestSupport
 import Testing
 
@@ -30,18 +30,18 @@ struct ClientTests {
     }
 
     @Test func blockingQueriesLeaveTheCooperativePoolFree() async throws {
-        try await withTestDatabase(maximumConnections: 4) { database in
+        try await withTestDatabase(maximumConnections: 5) { database in
             let client = database.client
-            // Four connections each block in libpq for 600 ms, more than the cooperative pool
+            // Four connections each block in libpq for 800 ms, more than the cooperative pool
             // has threads; unrelated async work must still run promptly meanwhile.
             async let sleeps: Void = withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 { group.addTask { try await client.execute("SELECT pg_sleep(0.6)") } }
+                for _ in 0..<4 { group.addTask { _ = try await client.execute("SELECT pg_sleep(0.8)") } }
                 try await group.waitForAll()
             }
             try await poll(until: {
-                try await client.query("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.6)'")[0]
-                    .decode(Int64.self) >= 3
-            }, deadline: .seconds(5), "sleeping queries in flight")
+                try await client.query("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.8)'")[0]
+                    .decode(Int64.self) == 4
+            }, deadline: .seconds(5), "four sleeping queries in flight")
             let clock = ContinuousClock()
             let started = clock.now
             for _ in 0..<20 {
@@ -53,6 +53,22 @@ struct ClientTests {
             let elapsed = clock.now - started
             #expect(elapsed < .milliseconds(300), "cooperative work took \(elapsed) while queries blocked")
             try await sleeps
+        }
+    }
+
+    @Test func connectionWorkAndTheBorrowingBodyRunOnTheConnectionsThread() async throws {
+        try await withTestDatabase(maximumConnections: 2) { database in
+            try await database.client.withConnection { connection in
+                #expect(await connection.isOnOwnThread)
+                // The body itself prefers the connection's thread, so its calls need no hops.
+                #expect(connection.executors.serial.isCurrentThread)
+                try await connection.execute("SELECT 1")
+                #expect(connection.executors.serial.isCurrentThread)
+            }
+            let onPool = try await database.client.withConnection { connection in
+                await Task.detached { connection.executors.serial.isCurrentThread }.value
+            }
+            #expect(!onPool, "a detached task runs on the cooperative pool, not the connection thread")
         }
     }
 

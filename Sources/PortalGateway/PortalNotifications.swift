@@ -125,6 +125,13 @@ public struct PortalNotifications: Sendable {
         public var body: [UInt8]
         /// Final answers are replayed byte for byte to a retry with the same message id.
         public var isFinal: Bool
+
+        public init(status: Int, code: String, body: [UInt8], isFinal: Bool) {
+            self.status = status
+            self.code = code
+            self.body = body
+            self.isFinal = isFinal
+        }
     }
 
     public func reply(_ answer: NotificationAnswer) -> Reply {

@@ -53,7 +53,6 @@ struct Serve: AsyncParsableCommand {
             await database.shutdown()
             throw error
         }
-        defer { Task { await http.shutdown() } }
 
         do {
             if migrate {
@@ -66,11 +65,13 @@ struct Serve: AsyncParsableCommand {
                 database: database,
                 gateway: PortalGatewayClient(configuration: portal, http: http, logger: logger),
                 notifications: PortalNotifications(partners: settings.partners))
-            var seeded: DemoData.Seeded?
+            let seeded: DemoData.Seeded?
             if demo, let partner = settings.partners.keys.sorted(by: { $0.rawValue < $1.rawValue }).first {
                 seeded = try await DemoData.seed(
                     database: database, partner: partner, now: VietnamTime(unixSeconds: Int64(Date().timeIntervalSince1970)),
                     logger: logger)
+            } else {
+                seeded = nil
             }
             let appSettings = AppSettings(
                 host: settings.host, port: settings.port, endpoints: PublicEndpoints(baseURL: settings.publicURL),
@@ -92,9 +93,11 @@ struct Serve: AsyncParsableCommand {
                 configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch {
+            await http.shutdown()
             await database.shutdown()
             throw error
         }
+        await http.shutdown()
         await database.shutdown()
     }
 }

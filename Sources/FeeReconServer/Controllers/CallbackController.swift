@@ -1,5 +1,6 @@
 import FeeReconCore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics

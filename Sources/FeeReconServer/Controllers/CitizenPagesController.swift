@@ -1,6 +1,7 @@
 import FeeReconCore
 import FeeReconStore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Mustache

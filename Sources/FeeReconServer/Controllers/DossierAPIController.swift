@@ -2,6 +2,7 @@ import Cryptography
 import FeeReconCore
 import FeeReconStore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Postgres
 

@@ -46,7 +46,8 @@ public struct DossierService: Sendable {
                     procedureCode: existing.procedureCode, procedureName: existing.procedureName,
                     applicantName: existing.applicantName, feeLines: existing.feeLines)
                 if current == details { return .unchanged(existing) }
-                if existing.feesFrozen || (try await IntentStore.hasSucceededPayment(dossierID: existing.id, on: db)) {
+                let succeeded = try await IntentStore.hasSucceededPayment(dossierID: existing.id, on: db)
+                if existing.feesFrozen || succeeded {
                     throw AppError(.feeLinesFrozen, "dossier \(code) has a succeeded payment; its fee lines can no longer change")
                 }
                 if let open = try await IntentStore.openIntent(dossierID: existing.id, on: db) {

@@ -17,7 +17,7 @@ public struct AppRequestContext: RequestContext {
         coreContext = .init(source: source)
         requestID = UUID().uuidString.lowercased()
         remoteAddress = source.channel.remoteAddress?.ipAddress ?? "127.0.0.1"
-        coreContext.logger[metadataKey: "request.id"] = .string(requestID)
+        logger[metadataKey: "request.id"] = .string(requestID)
     }
 
     /// JSON API bodies are read explicitly with their own limits; this caps anything else.
@@ -39,7 +39,7 @@ public struct APIClientContext: ChildRequestContext {
         requestID = context.requestID
         remoteAddress = context.remoteAddress
         self.client = client
-        coreContext.logger[metadataKey: "api_key.id"] = .string(client.id.uuidString.lowercased())
+        logger[metadataKey: "api_key.id"] = .string(client.id.uuidString.lowercased())
     }
 
     public var maxUploadSize: Int { 256 * 1024 }

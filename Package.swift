@@ -180,6 +180,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FeeReconServerTests",
+            dependencies: [
+                "FeeReconServer", "FeeReconStore", "FeeReconCore", "PortalGateway", "Signing", "CurlHTTP", "Postgres", "TestSupport",
+                "GatewaySandbox",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "PortalGatewayTests",
             dependencies: ["PortalGateway", "FeeReconCore", "Signing", "CurlHTTP"],
             swiftSettings: swiftSettings

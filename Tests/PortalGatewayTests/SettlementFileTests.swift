@@ -114,7 +114,7 @@ import Testing
 
     @Test(arguments: [
         #"{"SoTien":150000.0}"#, #"{"SoTien":1.5e5}"#, #"{"SoTien":1E3}"#, #"{"a":1,"a":2}"#, #"{"a":01}"#, #"{"a":1} x"#,
-        #"{"a":}"#, #"{"a" 1}"#, #"{"a":"\#u{01}"}"#, "{\"a\":\"\u{FF}\"}", "", #"{"a":tru}"#, #"[1,]"#,
+        #"{"a":}"#, #"{"a" 1}"#, #"{"a":"\#u{01}"}"#, "", #"{"a":tru}"#, #"[1,]"#,
     ])
     func rejects(text: String) {
         #expect(throws: StrictJSON.Violation.self) { try StrictJSON.validate(Array(text.utf8)) }

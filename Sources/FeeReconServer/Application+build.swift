@@ -67,14 +67,15 @@ public func buildApplication(
         paymentWindow: settings.paymentWindow, logger: logger)
     let dossiers = DossierService(database: database, logger: logger)
     let pages = try await Pages.load()
+    let metrics = ServiceMetrics(registry: dependencies.metrics)
     let batcher = CallbackBatcher(
-        processor: CallbackProcessor(database: database, notifications: dependencies.notifications, logger: logger),
+        processor: CallbackProcessor(database: database, notifications: dependencies.notifications, metrics: metrics, logger: logger),
         maxBatch: settings.callbackBatchSize, maxConcurrentBatches: settings.callbackConcurrency)
 
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: ProblemMiddleware())
     OperationsController(database: database, registry: dependencies.metrics).register(on: router)
-    CallbackController(notifications: dependencies.notifications, batcher: batcher, rejections: RejectionLog()).register(on: router)
+    CallbackController(notifications: dependencies.notifications, batcher: batcher, rejections: RejectionLog(metrics: metrics)).register(on: router)
     CitizenPagesController(
         database: database, payments: payments, pages: pages, endpoints: settings.endpoints, demo: settings.demo, logger: logger
     ).register(on: router)

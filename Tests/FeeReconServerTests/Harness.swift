@@ -80,16 +80,18 @@ func withRunningService<Result: Sendable>(
             http: http, logger: Logger(label: "test"))
     },
     settings adjust: @Sendable (inout AppSettings) -> Void = { _ in },
+    secret: WebhookSecret = WebhookSecret.generate(),
     _ body: (RunningService) async throws -> Result
 ) async throws -> Result {
     let logger = Logger.test("service")
-    let secret = WebhookSecret.generate()
     let notifySecret = WebhookSecret.generate()
     let partners = [Fixtures.partner: [secret]]
     return try await withMigratedTestDatabase(logger: logger, maximumConnections: 8) { database in
         let http = try CurlHTTPClient(logger: logger)
         let port = Locked<Int?>(nil)
-        var settings = AppSettings(host: "127.0.0.1", port: 0, endpoints: PublicEndpoints(baseURL: "http://127.0.0.1:0"))
+        // A port chosen up front, so that the callback URL given to the gateway is known.
+        let chosen = try freeLoopbackPort()
+        var settings = AppSettings(host: "127.0.0.1", port: chosen, endpoints: PublicEndpoints(baseURL: "http://127.0.0.1:\(chosen)"))
         adjust(&settings)
         let dependencies = AppDependencies(
             database: database.client, gateway: makeGateway(http, partners), notifications: PortalNotifications(partners: partners),

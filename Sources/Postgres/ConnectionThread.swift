@@ -25,7 +25,7 @@ struct ConnectionExecutors: Sendable {
 
 /// The thread and its FIFO job queue.
 final class ConnectionThread: @unchecked Sendable {
-    // @unchecked: `pending`, `liveExecutors` and `exiting` are only touched with `mutex` held;
+    // @unchecked: `pending`, `liveExecutors` and `sleeping` are only touched with `mutex` held;
     // `threadID` is written once, before either executor is handed out.
 
     fileprivate enum Job {
@@ -38,6 +38,8 @@ final class ConnectionThread: @unchecked Sendable {
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var pending: [Job] = []
     private var liveExecutors = 2
+    /// The thread is (about to be) waiting on `condition`; only then does an enqueue signal it.
+    private var sleeping = false
     private var threadID = pthread_t()
     let name: String
 
@@ -74,17 +76,19 @@ final class ConnectionThread: @unchecked Sendable {
 
     fileprivate func enqueue(_ job: Job) {
         pthread_mutex_lock(mutex)
-        let wasEmpty = pending.isEmpty
         pending.append(job)
-        if wasEmpty { pthread_cond_signal(condition) }
+        let wake = sleeping
         pthread_mutex_unlock(mutex)
+        // Signalled after unlocking, so the woken thread does not block on the mutex at once.
+        if wake { pthread_cond_signal(condition) }
     }
 
     fileprivate func executorReleased() {
         pthread_mutex_lock(mutex)
         liveExecutors -= 1
-        pthread_cond_signal(condition)
+        let wake = sleeping
         pthread_mutex_unlock(mutex)
+        if wake { pthread_cond_signal(condition) }
     }
 
     private func run() {
@@ -93,7 +97,9 @@ final class ConnectionThread: @unchecked Sendable {
         while true {
             pthread_mutex_lock(mutex)
             while pending.isEmpty && liveExecutors > 0 {
+                sleeping = true
                 pthread_cond_wait(condition, mutex)
+                sleeping = false
             }
             if pending.isEmpty {
                 pthread_mutex_unlock(mutex)

@@ -41,6 +41,8 @@ public actor PostgresConnection {
     }
 
     private var state: State = .disconnected
+    /// Between a `COPY … FROM STDIN` being accepted and its end being sent.
+    private var copyInProgress = false
     private var logger: Logger
     private let notices: NoticeSink
     private var statements: StatementCache
@@ -226,6 +228,7 @@ public actor PostgresConnection {
         let result = PostgresResult(raw)
         switch PQresultStatus(raw) {
         case PGRES_COPY_IN:
+            copyInProgress = true
             return
         case PGRES_FATAL_ERROR, PGRES_NONFATAL_ERROR, PGRES_BAD_RESPONSE:
             throw serverError(result, handle)
@@ -238,19 +241,35 @@ public actor PostgresConnection {
 
     func sendCopyData(_ chunk: [UInt8]) throws(PostgresError) {
         let handle = try connectedHandle()
+        guard copyInProgress else {
+            var error = PostgresError(.unexpectedResult)
+            error.reason = "no COPY in progress"
+            throw error
+        }
         let sent = chunk.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { PQputCopyData(handle, $0.baseAddress, Int32($0.count)) }
         }
         guard sent == 1 else {
-            // The server may have rejected the data already; its error is the useful one.
-            _ = try endCopy(failure: nil)
+            // Usually the server rejected the data and ended the COPY; its error is the useful one.
+            copyInProgress = false
+            _ = try drainCopyResults(handle)
             throw lostConnection(handle)
         }
     }
 
     func endCopy(failure: String?) throws(PostgresError) -> Int {
         let handle = try connectedHandle()
-        guard PQputCopyEnd(handle, failure) == 1 else { throw lostConnection(handle) }
+        guard copyInProgress else { return 0 }
+        copyInProgress = false
+        guard PQputCopyEnd(handle, failure) == 1 else {
+            _ = try drainCopyResults(handle)
+            throw lostConnection(handle)
+        }
+        return try drainCopyResults(handle)
+    }
+
+    /// Reads the COPY's outcome: the number of rows copied, or the server's error.
+    private func drainCopyResults(_ handle: OpaquePointer) throws(PostgresError) -> Int {
         var firstError: PostgresError?
         var copied = 0
         // A COPY yields one result, then NULL; the bound only guards against a confused peer.
@@ -274,6 +293,7 @@ public actor PostgresConnection {
     /// Ends an aborted COPY. The server's "COPY from stdin failed" answer is expected and
     /// dropped; only a lost connection is reported.
     private func abortCopy(after error: any Error) throws(PostgresError) {
+        guard copyInProgress else { return }
         do {
             _ = try endCopy(failure: "aborted by client")
         } catch let failure where failure.isConnectionError {
@@ -406,6 +426,7 @@ public actor PostgresConnection {
         guard case .connected(let current) = state, current == handle else { return }
         PQfinish(handle)
         state = .broken
+        copyInProgress = false
         statements.removeAll()
         logger.info("postgres connection lost")
     }

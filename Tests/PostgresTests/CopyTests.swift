@@ -135,6 +135,25 @@ struct CopyTests {
         }
     }
 
+    @Test func earlyBadRowStopsALongCopyWithTheServerError() async throws {
+        try await withTestDatabase(maximumConnections: 1) { database in
+            let client = database.client
+            try await client.execute("CREATE TABLE t (v int8)")
+            let error = try await #require(throws: PostgresError.self) {
+                try await client.withConnection { connection in
+                    try await connection.copyFrom("COPY t FROM STDIN") { writer in
+                        try await writer.write("bad-first-row")
+                        // Many chunks after the server has already refused the data.
+                        for i in 0..<400_000 { try await writer.write(Int64(i)) }
+                    }
+                }
+            }
+            #expect(error.sqlState == "22P02")
+            #expect(!error.description.contains("bad-first-row"))
+            #expect(try await client.execute("INSERT INTO t VALUES (1)") == 1, "the connection is still usable")
+        }
+    }
+
     @Test func copyIsPartOfTheSurroundingTransaction() async throws {
         try await withTestDatabase { database in
             let client = database.client

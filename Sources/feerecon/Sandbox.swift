@@ -146,12 +146,6 @@ struct SandboxCommand: AsyncParsableCommand {
     var faultAmountChange: Int64 = 1_000
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level \(logLevel)") }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
         let configuration = try makeConfiguration()
         let app = try await buildSandboxApplication(configuration: configuration) { port in
             configuration.logger.notice("gateway sandbox listening", metadata: [
@@ -204,7 +198,9 @@ struct SandboxCommand: AsyncParsableCommand {
         configuration.publicBaseURL = publicURL
         configuration.beneficiaryAccount = beneficiaryAccount
         configuration.beneficiaryBank = beneficiaryBank
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown --log-level \(logLevel)") }
         configuration.logger = Logger(label: "feerecon.sandbox")
+        configuration.logger.logLevel = level
 
         var settings = SandboxSettings()
         settings.seed = seed

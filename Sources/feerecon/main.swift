@@ -1,19 +1,27 @@
 import ArgumentParser
+import Foundation
+import Logging
 
-/// The `feerecon` command line: one subcommand per job.
-struct FeeRecon: AsyncParsableCommand {
+/// The `feerecon` command: one subcommand per operator task, each in its own file.
+struct FeeReconCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feerecon",
-        abstract: "Online payment of administrative-procedure fees and their reconciliation.",
-        subcommands: [
-            SandboxCommand.self,
-        ])
+        abstract: "Online payment of administrative fees: the service and its operator tools.",
+        subcommands: [SandboxCommand.self]
+    )
 }
 
-/// Inside an async function the asynchronous `main()` is chosen; top-level code picks the
-/// synchronous overload, which refuses async commands.
-func runFeeRecon() async {
-    await FeeRecon.main()
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    let level = ProcessInfo.processInfo.environment["FEERECON_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+    handler.logLevel = level ?? .info
+    return handler
 }
 
-await runFeeRecon()
+/// Inside an async function the asynchronous `main()` is chosen; top-level code would pick
+/// ParsableCommand's synchronous one, which cannot run async subcommands.
+func runCommand() async {
+    await FeeReconCommand.main()
+}
+
+await runCommand()

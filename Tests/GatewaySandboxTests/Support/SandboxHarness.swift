@@ -1,3 +1,4 @@
+import Cryptography
 import CurlHTTP
 import Foundation
 @testable import GatewaySandbox
@@ -109,7 +110,7 @@ final class SandboxHarness: Sendable {
     ) async throws -> SignedReply {
         let id = id ?? "req_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
         let timestamp = timestamp ?? Int64(Date().timeIntervalSince1970)
-        let signed = WebhookSigner(secret: secret).signature(id: id, timestamp: timestamp, body: body)
+        let signed = Self.rawSignature(secret: secret, id: id, timestamp: timestamp, body: body)
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         if !omit.contains("webhook-id") { headers.add(name: "webhook-id", value: id) }
@@ -118,6 +119,13 @@ final class SandboxHarness: Sendable {
         if let partner { headers.add(name: "x-partner-code", value: partner) }
         for (name, value) in extraHeaders { headers.add(name: name, value: value) }
         return try await raw(method, path, body: body, headers: headers)
+    }
+
+    /// `v1,` + HMAC-SHA256 computed here, so even ids the signer would refuse can be signed.
+    static func rawSignature(secret: WebhookSecret, id: String, timestamp: Int64, body: [UInt8]) -> String {
+        let key = Base64.decode(secret.exportedText.dropFirst(6))!
+        let mac = HMACSHA256.authenticationCode(key: key, message: Array("\(id).\(timestamp).".utf8) + body)
+        return "v1," + Base64.encode(mac)
     }
 
     /// Sends exactly these headers, then verifies the reply with the current key.

@@ -68,9 +68,13 @@ public struct SandboxSettings: Sendable, Codable, Equatable {
 
     public init() {}
 
+    /// Put a `SandboxSettings` under this key of a decoder's `userInfo` to decode a partial
+    /// document onto it (fields it omits keep their values there) instead of onto the defaults.
+    public static let baseKey = CodingUserInfoKey(rawValue: "feerecon.sandbox.settings.base")!
+
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = SandboxSettings()
+        let d = decoder.userInfo[Self.baseKey] as? SandboxSettings ?? SandboxSettings()
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
         faults = try c.decodeIfPresent(FaultSettings.self, forKey: .faults) ?? d.faults
         settlementWindow = try c.decodeIfPresent(Bool.self, forKey: .settlementWindow) ?? d.settlementWindow
@@ -80,7 +84,7 @@ public struct SandboxSettings: Sendable, Codable, Equatable {
         paymentWindowSeconds = try c.decodeIfPresent(Int64.self, forKey: .paymentWindowSeconds) ?? d.paymentWindowSeconds
         refundMode = try c.decodeIfPresent(RefundMode.self, forKey: .refundMode) ?? d.refundMode
         refundDelayMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .refundDelayMilliseconds) ?? d.refundDelayMilliseconds
-        autoOutcome = try c.decodeIfPresent(PaymentOutcome.self, forKey: .autoOutcome)
+        autoOutcome = c.contains(.autoOutcome) ? try c.decodeIfPresent(PaymentOutcome.self, forKey: .autoOutcome) : d.autoOutcome
         autoOutcomeDelayMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .autoOutcomeDelayMilliseconds) ?? d.autoOutcomeDelayMilliseconds
         try validate()
     }

@@ -93,7 +93,9 @@ struct ControlRoutes: Sendable {
         }
         group.put("settings") { request, context in
             try await self.run(request, context) { body in
-                let settings = try Self.decode(SandboxSettings.self, body)
+                let decoder = JSONDecoder()
+                decoder.userInfo[SandboxSettings.baseKey] = engine.settings
+                let settings = try decoder.decode(SandboxSettings.self, from: Data(body))
                 return try Self.json(engine.updateSettings { $0 = settings })
             }
         }

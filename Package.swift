@@ -64,6 +64,7 @@ let package = Package(
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -74,6 +75,7 @@ let package = Package(
                 "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -113,6 +115,7 @@ let package = Package(
                 "Cryptography",
                 "Postgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -181,13 +184,44 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "FeeReconServerTests",
+            dependencies: [
+                "FeeReconServer", "FeeReconStore", "FeeReconCore", "PortalGateway", "Signing", "CurlHTTP", "Postgres", "TestSupport",
+                "GatewaySandbox",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PortalGatewayTests",
+            dependencies: ["PortalGateway", "FeeReconCore", "Signing", "CurlHTTP"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CryptographyTests",
             dependencies: ["Cryptography"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "SigningTests",
+            dependencies: ["Signing", "Cryptography"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CurlHTTPTests",
+            dependencies: [
+                "CurlHTTP",
+                "Cryptography",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "PostgresTests",
-            dependencies: ["Postgres", "TestSupport"],
+            dependencies: ["Postgres", "TestSupport", "Cryptography"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

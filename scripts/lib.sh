@@ -9,7 +9,7 @@ log() { printf '[feerecon] %s\n' "$*" >&2; }
 die() { printf '[feerecon] error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages the build and the test clusters need.
-REQUIRED_PACKAGES=(libcurl4-openssl-dev libpq-dev libssl-dev postgresql postgresql-contrib pkg-config)
+REQUIRED_PACKAGES=(libcurl4-openssl-dev libpq-dev libssl-dev openssl postgresql postgresql-contrib pkg-config)
 
 install_missing() {
     local missing=()

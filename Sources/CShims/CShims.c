@@ -1,3 +1,5 @@
+#define _GNU_SOURCE
+#include <pthread.h>
 #include "CShims.h"
 
 CURLcode feerecon_curl_easy_setopt_long(CURL *handle, CURLoption option, long value) {
@@ -30,4 +32,14 @@ CURLcode feerecon_curl_easy_getinfo_pointer(CURL *handle, CURLINFO info, void **
 }
 CURLMcode feerecon_curl_multi_setopt_long(CURLM *handle, CURLMoption option, long value) {
     return curl_multi_setopt(handle, option, value);
+}
+CURLSHcode feerecon_curl_share_setopt_long(CURLSH *handle, CURLSHoption option, long value) {
+    return curl_share_setopt(handle, option, value);
+}
+void feerecon_set_current_thread_name(const char *name) {
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), name);
+#elif defined(__APPLE__)
+    pthread_setname_np(name);
+#endif
 }

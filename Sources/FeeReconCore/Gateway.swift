@@ -8,7 +8,7 @@ public protocol PaymentGateway: Sendable {
 
     /// Sends an encoded create request. Throws only when the gateway's answer is unknown (timeout,
     /// unreachable, unsigned or unreadable reply); a definite refusal is a `.rejected` result.
-    func create(encoded: [UInt8]) async throws(GatewayError) -> CreatePaymentResult
+    func create(encoded: [UInt8], partner: PartnerCode) async throws(GatewayError) -> CreatePaymentResult
 
     /// Asks the gateway for a payment's current status.
     func query(reference: PaymentReference, partner: PartnerCode) async throws(GatewayError) -> PaymentStatusReport

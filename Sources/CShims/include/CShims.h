@@ -14,5 +14,9 @@ CURLcode feerecon_curl_easy_getinfo_double(CURL *handle, CURLINFO info, double *
 CURLcode feerecon_curl_easy_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
 CURLcode feerecon_curl_easy_getinfo_pointer(CURL *handle, CURLINFO info, void **value);
 CURLMcode feerecon_curl_multi_setopt_long(CURLM *handle, CURLMoption option, long value);
+CURLSHcode feerecon_curl_share_setopt_long(CURLSH *handle, CURLSHoption option, long value);
+
+/// Names the calling thread (visible in top, gdb and crash reports); a no-op where unsupported.
+void feerecon_set_current_thread_name(const char *name);
 
 #endif

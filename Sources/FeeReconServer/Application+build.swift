@@ -1,0 +1,91 @@
+import FeeReconCore
+import FeeReconStore
+import Foundation
+import Hummingbird
+import Logging
+import PortalGateway
+import Postgres
+import Prometheus
+import Signing
+
+/// Everything the application needs from outside, so `main` and the tests build it the same way.
+public struct AppDependencies: Sendable {
+    public var database: PostgresClient
+    public var gateway: any PaymentGateway
+    public var notifications: PortalNotifications
+    public var clock: UnixClock
+    public var metrics: PrometheusCollectorRegistry
+
+    public init(
+        database: PostgresClient, gateway: any PaymentGateway, notifications: PortalNotifications,
+        clock: @escaping UnixClock = systemUnixClock, metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+    ) {
+        self.database = database
+        self.gateway = gateway
+        self.notifications = notifications
+        self.clock = clock
+        self.metrics = metrics
+    }
+}
+
+/// The service's settings (see README: Configuration).
+public struct AppSettings: Sendable {
+    public var host: String
+    public var port: Int
+    public var endpoints: PublicEndpoints
+    /// The payment window asked of the gateway; nil leaves the gateway's 15 minutes.
+    public var paymentWindow: Duration?
+    /// Whether the home page lists demo dossiers.
+    public var demo: Bool
+    /// At most this many callbacks are committed by one transaction.
+    public var callbackBatchSize: Int
+    /// At most this many callback transactions run at once.
+    public var callbackConcurrency: Int
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, endpoints: PublicEndpoints, paymentWindow: Duration? = nil,
+        demo: Bool = false, callbackBatchSize: Int = 64, callbackConcurrency: Int = 4
+    ) {
+        self.host = host
+        self.port = port
+        self.endpoints = endpoints
+        self.paymentWindow = paymentWindow
+        self.demo = demo
+        self.callbackBatchSize = callbackBatchSize
+        self.callbackConcurrency = callbackConcurrency
+    }
+}
+
+/// Builds the HTTP application: the one entry point of `feerecon serve` and of every test.
+public func buildApplication(
+    settings: AppSettings, dependencies: AppDependencies, logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
+    let database = dependencies.database
+    let payments = PaymentService(
+        database: database, gateway: dependencies.gateway, endpoints: settings.endpoints, clock: dependencies.clock,
+        paymentWindow: settings.paymentWindow, logger: logger)
+    let dossiers = DossierService(database: database, logger: logger)
+    let pages = try await Pages.load()
+    let batcher = CallbackBatcher(
+        processor: CallbackProcessor(database: database, notifications: dependencies.notifications, logger: logger),
+        maxBatch: settings.callbackBatchSize, maxConcurrentBatches: settings.callbackConcurrency)
+
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: ProblemMiddleware())
+    OperationsController(database: database, registry: dependencies.metrics).register(on: router)
+    CallbackController(notifications: dependencies.notifications, batcher: batcher, rejections: RejectionLog()).register(on: router)
+    CitizenPagesController(
+        database: database, payments: payments, pages: pages, endpoints: settings.endpoints, demo: settings.demo, logger: logger
+    ).register(on: router)
+    router.group("v1")
+        .add(middleware: APIKeyAuthenticator(database: database))
+        .group(context: APIClientContext.self)
+        .addRoutes(DossierAPIController(database: database, dossiers: dossiers, payments: payments, endpoints: settings.endpoints).routes)
+
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "FeeRecon"),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? settings.port) },
+        logger: logger)
+}

@@ -1,0 +1,297 @@
+import FeeReconCore
+import FeeReconStore
+import Foundation
+import Logging
+import Postgres
+import Signing
+
+/// Where the service lives on the web, for the links it gives the gateway and citizens.
+public struct PublicEndpoints: Sendable {
+    /// e.g. `https://thanhtoan.example.gov.vn` (no trailing slash).
+    public var baseURL: String
+    /// The callback URL the gateway posts results to (`UrlThongBao`).
+    public var callbackURL: String
+
+    public init(baseURL: String, callbackURL: String? = nil) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.callbackURL = callbackURL ?? self.baseURL + "/v1/callbacks/portal"
+    }
+
+    public func payLink(token: String) -> String { baseURL + "/pay/" + token }
+    public func returnURL(token: String) -> String { baseURL + "/pay/" + token + "/return" }
+}
+
+/// Starting and following payments: creates intents (committed before the gateway is called),
+/// talks to the gateway, and applies what it answers. Owns its transactions.
+public struct PaymentService: Sendable {
+    let database: PostgresClient
+    let gateway: any PaymentGateway
+    let endpoints: PublicEndpoints
+    let clock: UnixClock
+    /// The payment window asked of the gateway; nil leaves the gateway's default (15 minutes).
+    let paymentWindow: Duration?
+    let logger: Logger
+
+    public init(
+        database: PostgresClient, gateway: any PaymentGateway, endpoints: PublicEndpoints, clock: @escaping UnixClock,
+        paymentWindow: Duration?, logger: Logger
+    ) {
+        self.database = database
+        self.gateway = gateway
+        self.endpoints = endpoints
+        self.clock = clock
+        self.paymentWindow = paymentWindow
+        self.logger = logger
+    }
+
+    /// Who asked for a payment, for the intent's events.
+    public enum Requester: Sendable {
+        case apiClient(APIClient)
+        case citizen
+    }
+
+    /// An Idempotency-Key claim for intent creation.
+    public struct Idempotency: Sendable {
+        public var apiKey: UUID
+        public var key: String
+        public var requestHash: [UInt8]
+    }
+
+    /// The result of asking to pay a dossier.
+    public enum StartResult: Sendable {
+        /// An intent (new or the dossier's open one); `created` says whether this call made it.
+        case intent(IntentRecord, created: Bool)
+        /// The same Idempotency-Key and request answered before: send this again.
+        case replay(status: Int, body: [UInt8])
+    }
+
+    /// Starts payment of a dossier, or returns its open intent. A new intent is committed as
+    /// `created` before the gateway is called; then it becomes `pending` (accepted), `failed`
+    /// (a definite refusal) or `unknown` (no definite answer — never `failed` on a timeout).
+    public func startPayment(
+        dossierID: Int64, payerAddress: String, requester: Requester, idempotency: Idempotency?, requestID: String?
+    ) async throws -> StartResult {
+        let source: EventSource
+        let actor: String
+        switch requester {
+        case .apiClient(let client):
+            source = .api
+            actor = "api_key:\(client.id.uuidString.lowercased())"
+        case .citizen:
+            source = .citizen
+            actor = "citizen"
+        }
+
+        enum Prepared: Sendable {
+            case replay(status: Int, body: [UInt8])
+            case existing(IntentRecord)
+            case new(IntentRecord)
+        }
+        let prepared: Prepared = try await database.withTransaction { db in
+            if let idempotency {
+                switch try await IdempotencyStore.claim(
+                    apiKey: idempotency.apiKey, key: idempotency.key, requestHash: idempotency.requestHash, on: db)
+                {
+                case .claimed: break
+                case .replay(let status, let body): return .replay(status: status, body: body)
+                case .mismatch:
+                    throw AppError(.idempotencyKeyReused, "this Idempotency-Key was used with a different request")
+                case .inProgress(let intentID):
+                    if let intentID, let intent = try await IntentStore.intent(id: intentID, on: db), intent.status != .created {
+                        return .existing(intent)
+                    }
+                    throw AppError(.idempotencyRequestInProgress, "the first request with this Idempotency-Key is still being processed; retry shortly")
+                }
+            }
+            guard let dossier = try await DossierStore.dossier(id: dossierID, forUpdate: true, on: db) else {
+                throw AppError(.notFound, "no such dossier")
+            }
+            if let open = try await IntentStore.openIntent(dossierID: dossier.id, on: db) {
+                if let idempotency { try await IdempotencyStore.attach(apiKey: idempotency.apiKey, key: idempotency.key, intentID: open.id, on: db) }
+                return .existing(open)
+            }
+            guard dossier.status == .awaitingPayment else {
+                throw AppError(.alreadyPaid, "dossier \(dossier.code) is already paid")
+            }
+            guard dossier.amountPaid == .zero else {
+                throw AppError(.conflict, "dossier \(dossier.code) is partly paid; an officer must settle the rest")
+            }
+            let now = VietnamTime(unixSeconds: clock())
+            var generator = SystemRandomNumberGenerator()
+            let reference = PaymentReference.random(using: &generator)
+            let request = CreatePaymentRequest(
+                partner: dossier.agency.partner, reference: reference, amount: dossier.amountDue, requestedAt: now,
+                expiresAt: paymentWindow.map { now.adding(seconds: $0.components.seconds) }, payerAddress: payerAddress,
+                description: "Thanh toan le phi ho so \(dossier.code.rawValue)",
+                returnURL: endpoints.returnURL(token: dossier.payToken), notifyURL: endpoints.callbackURL,
+                dossier: dossier.code, procedureCode: dossier.procedureCode, procedureName: dossier.procedureName,
+                agencyCode: dossier.agency.code, agencyName: dossier.agency.name, applicantName: dossier.applicantName,
+                feeLines: dossier.feeLines)
+            let encoded: [UInt8]
+            do {
+                encoded = try gateway.encodeCreate(request)
+            } catch {
+                throw AppError(.internalError, "the payment request could not be prepared")
+            }
+            let intent = try await IntentStore.insert(
+                id: UUID(), partner: dossier.agency.partner, reference: reference, dossierID: dossier.id,
+                amount: dossier.amountDue, createRequest: encoded, source: source, actor: actor, on: db)
+            if let idempotency { try await IdempotencyStore.attach(apiKey: idempotency.apiKey, key: idempotency.key, intentID: intent.id, on: db) }
+            return .new(intent)
+        }
+
+        switch prepared {
+        case .replay(let status, let body):
+            return .replay(status: status, body: body)
+        case .existing(let intent):
+            // An intent left `created` or `unknown` is sent again with its stored bytes: the
+            // gateway answers an identical create with the original reply.
+            if intent.status == .created || intent.status == .unknown, intent.createRequest != nil,
+               Date().timeIntervalSince(intent.createdAt) > 5 || intent.status == .unknown
+            {
+                return .intent(try await sendCreate(intent), created: false)
+            }
+            return .intent(intent, created: false)
+        case .new(let intent):
+            return .intent(try await sendCreate(intent), created: true)
+        }
+    }
+
+    /// Sends the intent's stored create request and records the answer.
+    func sendCreate(_ intent: IntentRecord) async throws -> IntentRecord {
+        guard let encoded = intent.createRequest else { return intent }
+        var log = logger
+        log[metadataKey: "intent.id"] = "\(intent.id)"
+        let outcome: Result<CreatePaymentResult, GatewayError>
+        do {
+            outcome = .success(try await gateway.create(encoded: encoded, partner: intent.partner))
+        } catch {
+            outcome = .failure(error)
+        }
+        return try await database.withTransaction { db in
+            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
+            // A callback may already have moved it on; then there is nothing to record here.
+            guard current.status == .created || current.status == .unknown else { return current }
+            switch outcome {
+            case .success(.accepted(let txn, let url, let deadline)):
+                return try await IntentStore.transition(
+                    current, to: .pending, event: .gatewayAccepted,
+                    changes: .init(gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds))),
+                    source: .gatewayReply, on: db)
+            case .success(.rejected(let rejection)):
+                log.warning("gateway refused a payment", metadata: ["gateway.rejection": "\(rejection)"])
+                return try await IntentStore.transition(
+                    current, to: .failed, event: .gatewayRejected, source: .gatewayReply,
+                    detail: ["rejection": "\(rejection)"], on: db)
+            case .failure(let error):
+                log.warning("gateway create without a definite answer", metadata: ["gateway.error": "\(error.kind.rawValue)"])
+                guard current.status == .created else { return current }
+                return try await IntentStore.transition(
+                    current, to: .unknown, event: .gatewayUnreachable, source: .gatewayReply,
+                    detail: ["error": error.kind.rawValue], on: db)
+            }
+        }
+    }
+
+    /// Asks the gateway about an intent that is still open and applies what it says (the
+    /// janitor's work, and the return page's repair on read). Returns the intent as it now is.
+    public func refresh(_ intent: IntentRecord, timeout: Duration? = nil) async throws -> IntentRecord {
+        guard intent.status.isOpen else { return intent }
+        let report: PaymentStatusReport
+        do {
+            report = try await gateway.query(reference: intent.reference, partner: intent.partner)
+        } catch {
+            logger.info("gateway query failed", metadata: ["intent.id": "\(intent.id)", "gateway.error": "\(error.kind.rawValue)"])
+            return intent
+        }
+        return try await database.withTransaction { db in
+            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
+            return try await OutcomeApplier(db: db).apply(report: report, to: current)
+        }
+    }
+}
+
+/// Applies gateway-reported outcomes to a locked intent inside the caller's transaction: the
+/// state change and its event, the dossier's coverage, and any exception a person must see.
+struct OutcomeApplier {
+    let db: PostgresConnection
+
+    struct Applied {
+        var intent: IntentRecord
+        var changed: Bool
+        var conflicting: Bool
+    }
+
+    /// Applies `outcome` from `source`; `messageID` names the message that said so.
+    func apply(
+        outcome: PaymentOutcome, source: OutcomeSource, to intent: IntentRecord, gatewayTransaction: String?,
+        bankCode: String?, occurredAt: VietnamTime?, messageID: Int64?, detail: [String: String] = [:]
+    ) async throws -> Applied {
+        let eventSource: EventSource = switch source {
+        case .callback: .callback
+        case .query: .query
+        case .settlement: .settlement
+        }
+        switch IntentStateMachine.decide(current: intent.status, outcome: outcome, source: source) {
+        case .apply(let to, let event, let review):
+            let paidAt = to == .succeeded ? occurredAt.map { Date(timeIntervalSince1970: TimeInterval($0.unixSeconds)) } : nil
+            let updated = try await IntentStore.transition(
+                intent, to: to, event: event,
+                changes: .init(gatewayTransaction: gatewayTransaction, bankCode: bankCode, paidAt: paidAt, review: review?.rawValue),
+                source: eventSource, messageID: messageID, detail: detail, on: db)
+            let dossier = try await DossierStore.recomputePaid(dossierID: intent.dossierID, on: db)
+            if let review {
+                try await openException(ExceptionKind(review), intent: updated, messageID: messageID, detail: detail)
+            }
+            if dossier.status == .overpaid && to == .succeeded {
+                try await openException(.duplicatePayment, intent: updated, messageID: messageID, detail: ["refund_needed": "true"])
+            }
+            return Applied(intent: updated, changed: true, conflicting: false)
+        case .alreadyApplied, .stillPending:
+            return Applied(intent: intent, changed: false, conflicting: false)
+        case .conflicting:
+            let flagged = try await flag(intent, reason: .conflictingOutcome, source: eventSource, messageID: messageID, detail: detail)
+            return Applied(intent: flagged, changed: false, conflicting: true)
+        }
+    }
+
+    /// Applies a query report (§4) to a locked intent.
+    func apply(report: PaymentStatusReport, to intent: IntentRecord) async throws -> IntentRecord {
+        switch report.status {
+        case .known(let outcome):
+            if let amount = report.amount, amount != intent.amount, outcome == .succeeded {
+                return try await flag(intent, reason: .amountMismatch, source: .query, messageID: nil,
+                                      detail: ["reported_amount": "\(amount.dong)"])
+            }
+            return try await apply(
+                outcome: outcome, source: .query, to: intent, gatewayTransaction: report.gatewayTransaction,
+                bankCode: report.bankCode, occurredAt: report.occurredAt, messageID: nil).intent
+        case .refundInProgress, .refundRejected:
+            return try await apply(
+                outcome: .succeeded, source: .query, to: intent, gatewayTransaction: report.gatewayTransaction,
+                bankCode: report.bankCode, occurredAt: report.occurredAt, messageID: nil).intent
+        case .notFound:
+            return intent
+        case .unrecognized(let code):
+            return try await flag(intent, reason: .conflictingOutcome, source: .query, messageID: nil, detail: ["status_code": code])
+        }
+    }
+
+    /// Marks an intent for review without changing its status, with an event and an exception.
+    func flag(
+        _ intent: IntentRecord, reason: ReviewReason, source: EventSource, messageID: Int64?, detail: [String: String]
+    ) async throws -> IntentRecord {
+        let updated = try await IntentStore.transition(
+            intent, to: intent.status, event: .flagged, changes: .init(review: reason.rawValue), source: source,
+            messageID: messageID, detail: detail.merging(["reason": reason.rawValue]) { a, _ in a }, on: db)
+        try await openException(ExceptionKind(reason), intent: updated, messageID: messageID, detail: detail)
+        return updated
+    }
+
+    func openException(_ kind: ExceptionKind, intent: IntentRecord, messageID: Int64?, detail: [String: String]) async throws {
+        let agency = try await DossierStore.agencyID(dossierID: intent.dossierID, on: db)
+        try await ExceptionStore.open(
+            kind, agencyID: agency, dossierID: intent.dossierID, intentID: intent.id, messageID: messageID,
+            amount: intent.amount, detail: detail, on: db)
+    }
+}

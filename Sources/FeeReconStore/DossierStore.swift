@@ -1,0 +1,209 @@
+import FeeReconCore
+import Foundation
+import Postgres
+
+/// All SQL of agencies, dossiers and fee lines.
+public enum DossierStore {
+    // MARK: Agencies
+
+    public static func agency(code: AgencyCode, on db: PostgresConnection) async throws -> AgencyRecord? {
+        let rows = try await db.query("SELECT id, code, name, partner_code FROM agencies WHERE code = \(code.rawValue)")
+        return try rows.first.map(decodeAgency)
+    }
+
+    public static func agencies(on db: PostgresConnection) async throws -> [AgencyRecord] {
+        try await db.query("SELECT id, code, name, partner_code FROM agencies ORDER BY code").map(decodeAgency)
+    }
+
+    /// Creates the agency or renames it; returns it.
+    @discardableResult
+    public static func upsertAgency(code: AgencyCode, name: String, partner: PartnerCode, on db: PostgresConnection) async throws -> AgencyRecord {
+        let rows = try await db.query("""
+            INSERT INTO agencies (code, name, partner_code) VALUES (\(code.rawValue), \(name), \(partner.rawValue))
+            ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, partner_code = EXCLUDED.partner_code
+            RETURNING id, code, name, partner_code
+            """)
+        return try decodeAgency(rows[0])
+    }
+
+    private static func decodeAgency(_ row: PostgresRow) throws -> AgencyRecord {
+        let (id, code, name, partner) = try row.decode((Int64, String, String, String).self)
+        return AgencyRecord(
+            id: id, code: try StoredValue.agencyCode(code), name: name, partner: try StoredValue.partner(partner))
+    }
+
+    public static func agencyID(dossierID: Int64, on db: PostgresConnection) async throws -> Int64? {
+        try await db.query("SELECT agency_id FROM dossiers WHERE id = \(dossierID)").first?.decode(Int64.self)
+    }
+
+    // MARK: Dossiers
+
+    private static let columns: PostgresQuery = """
+        d.id, d.code, d.procedure_code, d.procedure_name, d.applicant_name, d.amount_due, d.amount_paid, d.status,
+        d.pay_token, d.fees_frozen_at, d.version, d.created_at, d.updated_at, a.id, a.code, a.name, a.partner_code
+        """
+
+    public static func dossier(code: DossierCode, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
+        let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""
+        let rows = try await db.query(
+            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE d.code = \(code.rawValue)\(fragment: lock)")
+        return try await withFeeLines(rows.first, on: db)
+    }
+
+    public static func dossier(id: Int64, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
+        let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""
+        let rows = try await db.query(
+            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE d.id = \(id)\(fragment: lock)")
+        return try await withFeeLines(rows.first, on: db)
+    }
+
+    public static func dossier(payToken: String, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
+        let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""
+        let rows = try await db.query(
+            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE d.pay_token = \(payToken)\(fragment: lock)")
+        return try await withFeeLines(rows.first, on: db)
+    }
+
+    /// Dossiers of the given agencies, newest first (for demo listings and officer views).
+    public static func recentDossiers(agencyIDs: [Int64], limit: Int, on db: PostgresConnection) async throws -> [DossierRecord] {
+        let rows = try await db.query("""
+            SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id
+            WHERE d.agency_id = ANY(\(agencyIDs)) ORDER BY d.created_at DESC, d.id DESC LIMIT \(Int64(limit))
+            """)
+        var result: [DossierRecord] = []
+        for row in rows { if let record = try await withFeeLines(row, on: db) { result.append(record) } }
+        return result
+    }
+
+    private static func withFeeLines(_ row: PostgresRow?, on db: PostgresConnection) async throws -> DossierRecord? {
+        guard let row else { return nil }
+        let (id, code, procedureCode, procedureName, applicantName, due, paid, status, token, frozen, version, created, updated) =
+            try decodeHead(row)
+        let agency = AgencyRecord(
+            id: try row.decode(column: 13, as: Int64.self),
+            code: try StoredValue.agencyCode(try row.decode(column: 14, as: String.self)),
+            name: try row.decode(column: 15, as: String.self),
+            partner: try StoredValue.partner(try row.decode(column: 16, as: String.self)))
+        let lines = try await db.query(
+            "SELECT kind, code, name, amount FROM dossier_fee_lines WHERE dossier_id = \(id) ORDER BY line_no"
+        ).map { row in
+            let (kind, code, name, amount) = try row.decode((String, String, String, Int64).self)
+            guard let feeKind = FeeKind(rawValue: kind) else { throw StoredValue.Corrupt(what: "fee line kind") }
+            return FeeLine(kind: feeKind, code: code, name: name, amount: Money(dong: amount))
+        }
+        return DossierRecord(
+            id: id, code: try StoredValue.dossierCode(code), agency: agency, procedureCode: procedureCode,
+            procedureName: procedureName, applicantName: applicantName, amountDue: Money(dong: due),
+            amountPaid: Money(dong: paid), status: try StoredValue.dossierStatus(status), payToken: token,
+            feesFrozenAt: frozen, feeLines: lines, version: version, createdAt: created, updatedAt: updated)
+    }
+
+    private static func decodeHead(_ row: PostgresRow) throws
+        -> (Int64, String, String, String, String, Int64, Int64, String, String, Date?, Int32, Date, Date)
+    {
+        (
+            try row.decode(column: 0, as: Int64.self), try row.decode(column: 1, as: String.self),
+            try row.decode(column: 2, as: String.self), try row.decode(column: 3, as: String.self),
+            try row.decode(column: 4, as: String.self), try row.decode(column: 5, as: Int64.self),
+            try row.decode(column: 6, as: Int64.self), try row.decode(column: 7, as: String.self),
+            try row.decode(column: 8, as: String.self), try row.decode(column: 9, as: Date?.self),
+            try row.decode(column: 10, as: Int32.self), try row.decode(column: 11, as: Date.self),
+            try row.decode(column: 12, as: Date.self)
+        )
+    }
+
+    /// Inserts a dossier and its fee lines; the amount due is their total.
+    public static func insertDossier(
+        code: DossierCode, agencyID: Int64, details: DossierDetails, amountDue: Money, payToken: String,
+        on db: PostgresConnection
+    ) async throws -> Int64 {
+        let rows = try await db.query("""
+            INSERT INTO dossiers (code, agency_id, procedure_code, procedure_name, applicant_name, amount_due, pay_token)
+            VALUES (\(code.rawValue), \(agencyID), \(details.procedureCode), \(details.procedureName),
+                    \(details.applicantName), \(amountDue.dong), \(payToken))
+            RETURNING id
+            """)
+        let id = try rows[0].decode(Int64.self)
+        try await insertFeeLines(details.feeLines, dossierID: id, on: db)
+        return id
+    }
+
+    /// Replaces a dossier's details and fee lines (the caller checked they may still change).
+    public static func replaceDetails(
+        dossierID: Int64, details: DossierDetails, amountDue: Money, on db: PostgresConnection
+    ) async throws {
+        try await db.execute("""
+            UPDATE dossiers SET procedure_code = \(details.procedureCode), procedure_name = \(details.procedureName),
+                applicant_name = \(details.applicantName), amount_due = \(amountDue.dong),
+                version = version + 1, updated_at = now()
+            WHERE id = \(dossierID) AND fees_frozen_at IS NULL
+            """)
+        try await db.execute("DELETE FROM dossier_fee_lines WHERE dossier_id = \(dossierID)")
+        try await insertFeeLines(details.feeLines, dossierID: dossierID, on: db)
+    }
+
+    private static func insertFeeLines(_ lines: [FeeLine], dossierID: Int64, on db: PostgresConnection) async throws {
+        let numbers = lines.indices.map { Int16($0 + 1) }
+        try await db.execute("""
+            INSERT INTO dossier_fee_lines (dossier_id, line_no, kind, code, name, amount)
+            SELECT \(dossierID), n, k, c, nm, a
+            FROM unnest(\(numbers), \(lines.map(\.kind.rawValue)), \(lines.map(\.code)), \(lines.map(\.name)),
+                        \(lines.map(\.amount.dong))) AS l(n, k, c, nm, a)
+            """)
+    }
+
+    /// Recomputes what succeeded payments brought in (net of refunds) and returns the dossier's
+    /// new paid amount and status. Runs in the transaction that changed a payment.
+    public static func recomputePaid(dossierID: Int64, on db: PostgresConnection) async throws -> (paid: Money, status: DossierStatus) {
+        let rows = try await db.query("""
+            UPDATE dossiers d SET amount_paid = p.total, version = d.version + 1, updated_at = now(),
+                fees_frozen_at = CASE WHEN p.total > 0 THEN COALESCE(d.fees_frozen_at, now()) ELSE d.fees_frozen_at END
+            FROM (SELECT COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
+                  WHERE dossier_id = \(dossierID)
+                    AND status IN ('succeeded', 'refund_pending', 'partially_refunded')) p
+            WHERE d.id = \(dossierID)
+            RETURNING d.amount_paid, d.status
+            """)
+        let (paid, status) = try rows[0].decode((Int64, String).self)
+        return (Money(dong: paid), try StoredValue.dossierStatus(status))
+    }
+}
+
+/// Turns stored text back into validated domain values; a failure means the database holds
+/// something no code path writes.
+enum StoredValue {
+    struct Corrupt: Error, CustomStringConvertible {
+        var what: String
+        var description: String { "stored \(what) is not valid" }
+    }
+
+    static func agencyCode(_ text: String) throws -> AgencyCode {
+        guard let value = AgencyCode(rawValue: text) else { throw Corrupt(what: "agency code") }
+        return value
+    }
+
+    static func dossierCode(_ text: String) throws -> DossierCode {
+        guard let value = DossierCode(rawValue: text) else { throw Corrupt(what: "dossier code") }
+        return value
+    }
+
+    static func partner(_ text: String) throws -> PartnerCode {
+        guard let value = PartnerCode(rawValue: text) else { throw Corrupt(what: "partner code") }
+        return value
+    }
+
+    static func reference(_ text: String) throws -> PaymentReference {
+        guard let value = PaymentReference(rawValue: text) else { throw Corrupt(what: "payment reference") }
+        return value
+    }
+
+    static func dossierStatus(_ text: String) throws -> DossierStatus {
+        guard let value = DossierStatus(rawValue: text) else { throw Corrupt(what: "dossier status") }
+        return value
+    }
+
+    static func intentStatus(_ text: String) throws -> IntentStatus {
+        guard let value = IntentStatus(rawValue: text) else { throw Corrupt(what: "intent status") }
+        return value
+    }
+}

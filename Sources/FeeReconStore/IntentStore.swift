@@ -1,0 +1,195 @@
+import FeeReconCore
+import Foundation
+import Postgres
+
+/// All SQL of payment intents and their append-only events. Every status change goes through
+/// `transition`, which checks the edge against the state graph, updates the row under its version
+/// and writes the event in the caller's transaction.
+public enum IntentStore {
+    static let columns: PostgresQuery = """
+        id, partner_code, reference, dossier_id, amount, status, gateway_txn, checkout_url, expires_at,
+        create_request, amount_refunded, bank_code, paid_at, review_reason, version, created_at, updated_at
+        """
+
+    static func decode(_ row: PostgresRow) throws -> IntentRecord {
+        IntentRecord(
+            id: try row.decode(column: 0, as: UUID.self),
+            partner: try StoredValue.partner(try row.decode(column: 1, as: String.self)),
+            reference: try StoredValue.reference(try row.decode(column: 2, as: String.self)),
+            dossierID: try row.decode(column: 3, as: Int64.self),
+            amount: Money(dong: try row.decode(column: 4, as: Int64.self)),
+            status: try StoredValue.intentStatus(try row.decode(column: 5, as: String.self)),
+            gatewayTransaction: try row.decode(column: 6, as: String?.self),
+            checkoutURL: try row.decode(column: 7, as: String?.self),
+            expiresAt: try row.decode(column: 8, as: Date?.self),
+            createRequest: try row.decode(column: 9, as: [UInt8]?.self),
+            amountRefunded: Money(dong: try row.decode(column: 10, as: Int64.self)),
+            bankCode: try row.decode(column: 11, as: String?.self),
+            paidAt: try row.decode(column: 12, as: Date?.self),
+            reviewReason: try row.decode(column: 13, as: String?.self),
+            version: try row.decode(column: 14, as: Int32.self),
+            createdAt: try row.decode(column: 15, as: Date.self),
+            updatedAt: try row.decode(column: 16, as: Date.self))
+    }
+
+    public static func intent(id: UUID, forUpdate: Bool = false, on db: PostgresConnection) async throws -> IntentRecord? {
+        let lock: PostgresQuery = forUpdate ? " FOR UPDATE" : ""
+        return try await db.query("SELECT \(fragment: columns) FROM payment_intents WHERE id = \(id)\(fragment: lock)").first.map(decode)
+    }
+
+    public static func intent(
+        partner: PartnerCode, reference: PaymentReference, forUpdate: Bool = false, on db: PostgresConnection
+    ) async throws -> IntentRecord? {
+        let lock: PostgresQuery = forUpdate ? " FOR UPDATE" : ""
+        return try await db.query("""
+            SELECT \(fragment: columns) FROM payment_intents
+            WHERE partner_code = \(partner.rawValue) AND reference = \(reference.rawValue)\(fragment: lock)
+            """).first.map(decode)
+    }
+
+    /// Locks and returns the intents of `references` of one partner, in a fixed order so that
+    /// concurrent batches never deadlock on each other.
+    public static func intentsForUpdate(
+        partner: PartnerCode, references: [String], on db: PostgresConnection
+    ) async throws -> [IntentRecord] {
+        try await db.query("""
+            SELECT \(fragment: columns) FROM payment_intents
+            WHERE partner_code = \(partner.rawValue) AND reference = ANY(\(references))
+            ORDER BY id FOR UPDATE
+            """).map(decode)
+    }
+
+    /// The dossier's open intent (created, pending or unknown), if any.
+    public static func openIntent(dossierID: Int64, forUpdate: Bool = false, on db: PostgresConnection) async throws -> IntentRecord? {
+        let lock: PostgresQuery = forUpdate ? " FOR UPDATE" : ""
+        return try await db.query("""
+            SELECT \(fragment: columns) FROM payment_intents
+            WHERE dossier_id = \(dossierID) AND status IN ('created', 'pending', 'unknown')\(fragment: lock)
+            """).first.map(decode)
+    }
+
+    public static func intents(dossierID: Int64, on db: PostgresConnection) async throws -> [IntentRecord] {
+        try await db.query("""
+            SELECT \(fragment: columns) FROM payment_intents WHERE dossier_id = \(dossierID) ORDER BY created_at, id
+            """).map(decode)
+    }
+
+    /// Whether any payment of the dossier ever succeeded.
+    public static func hasSucceededPayment(dossierID: Int64, on db: PostgresConnection) async throws -> Bool {
+        try await db.query("""
+            SELECT EXISTS (SELECT 1 FROM payment_intents WHERE dossier_id = \(dossierID)
+                           AND status IN ('succeeded', 'refund_pending', 'refunded', 'partially_refunded'))
+            """)[0].decode(Bool.self)
+    }
+
+    /// Inserts a new intent in `created` with its `created` event.
+    public static func insert(
+        id: UUID, partner: PartnerCode, reference: PaymentReference, dossierID: Int64, amount: Money,
+        createRequest: [UInt8], source: EventSource, actor: String?, on db: PostgresConnection
+    ) async throws -> IntentRecord {
+        let rows = try await db.query("""
+            INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request)
+            VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest))
+            RETURNING \(fragment: columns)
+            """)
+        let intent = try decode(rows[0])
+        try await appendEvent(
+            intentID: id, kind: .created, from: nil, to: .created, source: source, messageID: nil, actor: actor,
+            detail: ["amount": "\(amount.dong)", "reference": reference.rawValue], on: db)
+        return intent
+    }
+
+    /// What a transition changes besides the status.
+    public struct Changes: Sendable {
+        public var gatewayTransaction: String?
+        public var checkoutURL: String?
+        public var expiresAt: Date?
+        public var bankCode: String?
+        public var paidAt: Date?
+        /// Sets the review flag (an existing reason is kept).
+        public var review: String?
+
+        public init(
+            gatewayTransaction: String? = nil, checkoutURL: String? = nil, expiresAt: Date? = nil, bankCode: String? = nil,
+            paidAt: Date? = nil, review: String? = nil
+        ) {
+            self.gatewayTransaction = gatewayTransaction
+            self.checkoutURL = checkoutURL
+            self.expiresAt = expiresAt
+            self.bankCode = bankCode
+            self.paidAt = paidAt
+            self.review = review
+        }
+    }
+
+    public struct ConcurrentModification: Error, CustomStringConvertible {
+        public var intentID: UUID
+        public var description: String { "payment intent \(intentID) changed concurrently" }
+    }
+
+    public struct ForbiddenTransition: Error, CustomStringConvertible {
+        public var from: IntentStatus
+        public var event: IntentEventKind
+        public var to: IntentStatus
+        public var description: String { "no edge \(from.rawValue) -[\(event.rawValue)]-> \(to.rawValue)" }
+    }
+
+    /// Moves `intent` along the edge `event` to `to`, applying `changes`, and writes the event.
+    /// Fails if the edge is not in the state graph or the row changed since it was read.
+    @discardableResult
+    public static func transition(
+        _ intent: IntentRecord, to: IntentStatus, event: IntentEventKind, changes: Changes = Changes(),
+        source: EventSource, messageID: Int64? = nil, actor: String? = nil, detail: [String: String] = [:],
+        on db: PostgresConnection
+    ) async throws -> IntentRecord {
+        guard IntentStateMachine.allows(from: intent.status, event: event, to: to) else {
+            throw ForbiddenTransition(from: intent.status, event: event, to: to)
+        }
+        let rows = try await db.query("""
+            UPDATE payment_intents SET
+                status = \(to.rawValue),
+                gateway_txn = COALESCE(\(changes.gatewayTransaction), gateway_txn),
+                checkout_url = COALESCE(\(changes.checkoutURL), checkout_url),
+                expires_at = COALESCE(\(changes.expiresAt), expires_at),
+                bank_code = COALESCE(\(changes.bankCode), bank_code),
+                paid_at = COALESCE(\(changes.paidAt), paid_at),
+                needs_review = needs_review OR \(changes.review != nil),
+                review_reason = COALESCE(review_reason, \(changes.review)),
+                version = version + 1,
+                updated_at = now()
+            WHERE id = \(intent.id) AND version = \(intent.version)
+            RETURNING \(fragment: columns)
+            """)
+        guard let row = rows.first else { throw ConcurrentModification(intentID: intent.id) }
+        var detail = detail
+        if let review = changes.review { detail["review"] = review }
+        try await appendEvent(
+            intentID: intent.id, kind: event, from: intent.status, to: to, source: source, messageID: messageID,
+            actor: actor, detail: detail, on: db)
+        return try decode(row)
+    }
+
+    public static func appendEvent(
+        intentID: UUID, kind: IntentEventKind, from: IntentStatus?, to: IntentStatus, source: EventSource,
+        messageID: Int64?, actor: String?, detail: [String: String], on db: PostgresConnection
+    ) async throws {
+        try await db.execute("""
+            INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
+            VALUES (\(intentID), \(kind.rawValue), \(from?.rawValue), \(to.rawValue), \(source.rawValue), \(messageID),
+                    \(actor), \(PostgresJSON(detail)))
+            """)
+    }
+
+    public static func events(intentID: UUID, on db: PostgresConnection) async throws -> [IntentEventRecord] {
+        try await db.query("""
+            SELECT id, intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail::text, occurred_at
+            FROM intent_events WHERE intent_id = \(intentID) ORDER BY id
+            """).map { row in
+            let (id, intent, kind, from, to, source, message, actor, detail, at) =
+                try row.decode((Int64, UUID, String, String?, String, String, Int64?, String?, String, Date).self)
+            return IntentEventRecord(
+                id: id, intentID: intent, kind: kind, fromStatus: from, toStatus: to, source: source,
+                inboundMessageID: message, actor: actor, detail: detail, occurredAt: at)
+        }
+    }
+}

@@ -50,7 +50,9 @@ public func buildSandboxApplication(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
         services: [
-            ResourcesService(client: client, http: http),
+            // Listed first, so they stop last: the workers and the server use them.
+            client,
+            http,
             TimerWorker(engine: engine, pollMilliseconds: configuration.workerPollMilliseconds),
             CallbackDispatcher(
                 engine: engine, http: http, pollMilliseconds: configuration.workerPollMilliseconds,
@@ -62,16 +64,4 @@ public func buildSandboxApplication(
             await onServerRunning(port)
         },
         logger: logger)
-}
-
-/// Owns the database pool and the HTTP client: they live until shutdown, then close.
-struct ResourcesService: Service {
-    let client: PostgresClient
-    let http: CurlHTTPClient
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        await http.shutdown()
-        await client.shutdown()
-    }
 }

@@ -34,10 +34,12 @@ import Testing
             let timestamps = deliveries.compactMap { $0.timestamp.flatMap(Int64.init) }
             #expect(timestamps == timestamps.sorted() && Set(timestamps).count == 4, "each attempt is signed afresh")
             #expect(Set(deliveries.map(\.signature)).count == 4)
-            for (previous, next) in zip(deliveries, deliveries.dropFirst()) {
-                #expect(next.receivedAt.timeIntervalSince(previous.receivedAt) >= 1.0)
-            }
             let log = rows.first?["attemptLog"] as? [[String: Any]] ?? []
+            let starts = log.compactMap { ($0["startedAtMilliseconds"] as? NSNumber)?.int64Value }
+            #expect(starts.count == 4)
+            for (previous, next) in zip(starts, starts.dropFirst()) {
+                #expect(next - previous >= 1_100, "attempts start one interval apart")
+            }
             #expect(log.map { $0["outcome"] as? String } == ["http_500", "unsigned_reply", "rejected", "delivered"])
             #expect(log.map { $0["resultCode"] as? String } == ["99", nil, "04", "00"])
             #expect(log.allSatisfy { ($0["latencyMilliseconds"] as? NSNumber) != nil })

@@ -132,7 +132,7 @@ final class SandboxHarness: Sendable {
     func raw(_ method: HTTPMethod, _ path: String, body: [UInt8], headers: HTTPHeaders) async throws -> SignedReply {
         let response = try await http.execute(HTTPClientRequest(method: method, url: base + path, headers: headers, body: body))
         let verification = Result { () throws(WebhookVerificationError) -> VerifiedWebhook in
-            try verifier.verify(headers: { response.headers[$0] }, body: response.body)
+            try verifier.verify(headers: { response.headers[$0] }, body: response.body, maxBodySize: 64 << 20)
         }
         return SignedReply(status: response.status, headers: response.headers, body: response.body, verification: verification)
     }
@@ -294,8 +294,10 @@ struct RefundBody: Sendable {
     var kind = "03"
     var amount: Int64
     var partner = SandboxHarness.partner
+    /// Fixed when the body is made: a retry resends the same body, `ThoiGianGD` included.
+    var requestedAt = WireClock.now()
 
     var bytes: [UInt8] {
-        Array(#"{"LoaiBanTin":"HOANTIEN","MaDoiTac":"\#(partner)","MaYeuCau":"\#(requestID)","MaThamChieu":"\#(reference)","MaGiaoDich":"\#(transactionID)","LoaiHoanTien":"\#(kind)","SoTienHoan":\#(amount),"NguoiTao":"officer-7","LyDo":"Nop trung","ThoiGianGD":"\#(WireClock.now())"}"#.utf8)
+        Array(#"{"LoaiBanTin":"HOANTIEN","MaDoiTac":"\#(partner)","MaYeuCau":"\#(requestID)","MaThamChieu":"\#(reference)","MaGiaoDich":"\#(transactionID)","LoaiHoanTien":"\#(kind)","SoTienHoan":\#(amount),"NguoiTao":"officer-7","LyDo":"Nop trung","ThoiGianGD":"\#(requestedAt)"}"#.utf8)
     }
 }

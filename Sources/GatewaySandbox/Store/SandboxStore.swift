@@ -497,11 +497,6 @@ struct SandboxStore: Sendable {
         }
     }
 
-    /// Whether a refund id is taken (to move a generated id past a collision).
-    func refundExists(refundID: String) async throws -> Bool {
-        try await !client.query("SELECT 1 FROM sandbox_refunds WHERE refund_id = \(refundID)", logger: logger).isEmpty
-    }
-
     /// Locks refunds (one by id, or those due) with their payments, lets `change` decide each
     /// new state and callbacks, and writes them. Returns the refunds as they end up.
     func updateRefunds(

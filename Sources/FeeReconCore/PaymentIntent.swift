@@ -45,6 +45,9 @@ public enum IntentEventKind: String, CaseIterable, Hashable, Sendable, Codable {
     case gatewayUnreachable = "gateway_unreachable"
     /// The gateway refused the create request with a definite answer.
     case gatewayRejected = "gateway_rejected"
+    /// Queried after its payment window, the gateway has no transaction for the intent: the create
+    /// request never reached it, so nothing can be paid.
+    case gatewayNotFound = "gateway_not_found"
     case paymentSucceeded = "payment_succeeded"
     case paymentFailed = "payment_failed"
     case paymentExpired = "payment_expired"
@@ -92,6 +95,8 @@ public enum IntentStateMachine {
             IntentTransition(from: .created, event: .gatewayUnreachable, to: .unknown),
             IntentTransition(from: .created, event: .gatewayRejected, to: .failed),
             IntentTransition(from: .unknown, event: .gatewayRejected, to: .failed),
+            IntentTransition(from: .created, event: .gatewayNotFound, to: .failed),
+            IntentTransition(from: .unknown, event: .gatewayNotFound, to: .failed),
             IntentTransition(from: .expired, event: .lateSuccessAfterExpiry, to: .succeeded),
             IntentTransition(from: .failed, event: .successAfterFailure, to: .succeeded),
             IntentTransition(from: .cancelled, event: .successAfterFailure, to: .succeeded),

@@ -5,7 +5,9 @@ import Hummingbird
 import Logging
 import PortalGateway
 import Postgres
+import CurlHTTP
 import Prometheus
+import ServiceLifecycle
 import Signing
 
 /// Everything the application needs from outside, so `main` and the tests build it the same way.
@@ -15,14 +17,21 @@ public struct AppDependencies: Sendable {
     public var notifications: PortalNotifications
     public var clock: UnixClock
     public var metrics: PrometheusCollectorRegistry
+    /// The client that delivers notifications to the one-stop system.
+    public var http: CurlHTTPClient
+    /// Secrets that sign notifications to the one-stop system; the first signs.
+    public var notificationSecrets: [WebhookSecret]
 
     public init(
-        database: PostgresClient, gateway: any PaymentGateway, notifications: PortalNotifications,
-        clock: @escaping UnixClock = systemUnixClock, metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+        database: PostgresClient, gateway: any PaymentGateway, notifications: PortalNotifications, http: CurlHTTPClient,
+        notificationSecrets: [WebhookSecret], clock: @escaping UnixClock = systemUnixClock,
+        metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
     ) {
         self.database = database
         self.gateway = gateway
         self.notifications = notifications
+        self.http = http
+        self.notificationSecrets = notificationSecrets
         self.clock = clock
         self.metrics = metrics
     }
@@ -41,10 +50,18 @@ public struct AppSettings: Sendable {
     public var callbackBatchSize: Int
     /// At most this many callback transactions run at once.
     public var callbackConcurrency: Int
+    /// Whether this process runs the janitor and the outbox worker (any number of replicas may).
+    public var runWorkers: Bool
+    public var checkSchedule: CheckSchedule
+    public var deliverySchedule: DeliverySchedule
+    /// How often idle workers look for due work.
+    public var workerInterval: Duration
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, endpoints: PublicEndpoints, paymentWindow: Duration? = nil,
-        demo: Bool = false, callbackBatchSize: Int = 64, callbackConcurrency: Int = 4
+        demo: Bool = false, callbackBatchSize: Int = 64, callbackConcurrency: Int = 4, runWorkers: Bool = true,
+        checkSchedule: CheckSchedule = .standard, deliverySchedule: DeliverySchedule = .standard,
+        workerInterval: Duration = .seconds(1)
     ) {
         self.host = host
         self.port = port
@@ -53,6 +70,10 @@ public struct AppSettings: Sendable {
         self.demo = demo
         self.callbackBatchSize = callbackBatchSize
         self.callbackConcurrency = callbackConcurrency
+        self.runWorkers = runWorkers
+        self.checkSchedule = checkSchedule
+        self.deliverySchedule = deliverySchedule
+        self.workerInterval = workerInterval
     }
 }
 
@@ -64,17 +85,18 @@ public func buildApplication(
     let database = dependencies.database
     let payments = PaymentService(
         database: database, gateway: dependencies.gateway, endpoints: settings.endpoints, clock: dependencies.clock,
-        paymentWindow: settings.paymentWindow, logger: logger)
+        paymentWindow: settings.paymentWindow, firstCheck: settings.checkSchedule.offsets[0], logger: logger)
     let dossiers = DossierService(database: database, logger: logger)
     let pages = try await Pages.load()
+    let metrics = ServiceMetrics(registry: dependencies.metrics)
     let batcher = CallbackBatcher(
-        processor: CallbackProcessor(database: database, notifications: dependencies.notifications, logger: logger),
+        processor: CallbackProcessor(database: database, notifications: dependencies.notifications, metrics: metrics, logger: logger),
         maxBatch: settings.callbackBatchSize, maxConcurrentBatches: settings.callbackConcurrency)
 
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: ProblemMiddleware())
     OperationsController(database: database, registry: dependencies.metrics).register(on: router)
-    CallbackController(notifications: dependencies.notifications, batcher: batcher, rejections: RejectionLog()).register(on: router)
+    CallbackController(notifications: dependencies.notifications, batcher: batcher, rejections: RejectionLog(metrics: metrics)).register(on: router)
     CitizenPagesController(
         database: database, payments: payments, pages: pages, endpoints: settings.endpoints, demo: settings.demo, logger: logger
     ).register(on: router)
@@ -82,10 +104,21 @@ public func buildApplication(
         .add(middleware: APIKeyAuthenticator(database: database))
         .group(context: APIClientContext.self)
         .addRoutes(DossierAPIController(database: database, dossiers: dossiers, payments: payments, endpoints: settings.endpoints).routes)
+        .addRoutes(NotificationAPIController(database: database).routes)
 
+    var services: [any Service] = []
+    if settings.runWorkers {
+        services.append(Janitor(
+            database: database, payments: payments, schedule: settings.checkSchedule, interval: settings.workerInterval,
+            logger: logger))
+        services.append(OutboxWorker(
+            database: database, http: dependencies.http, secrets: dependencies.notificationSecrets,
+            schedule: settings.deliverySchedule, interval: settings.workerInterval, logger: logger))
+    }
     return Application(
         router: router,
         configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "FeeRecon"),
+        services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? settings.port) },
         logger: logger)
 }

@@ -152,20 +152,39 @@ public enum DossierStore {
             """)
     }
 
+    /// What a payment change did to its dossier.
+    public struct Coverage: Sendable {
+        public var code: DossierCode
+        public var agencyID: Int64
+        public var amountDue: Money
+        public var paid: Money
+        public var before: DossierStatus
+        public var status: DossierStatus
+    }
+
     /// Recomputes what succeeded payments brought in (net of refunds) and returns the dossier's
-    /// new paid amount and status. Runs in the transaction that changed a payment.
-    public static func recomputePaid(dossierID: Int64, on db: PostgresConnection) async throws -> (paid: Money, status: DossierStatus) {
+    /// status before and after. Runs in the transaction that changed a payment.
+    public static func recomputePaid(dossierID: Int64, on db: PostgresConnection) async throws -> Coverage {
         let rows = try await db.query("""
+            WITH old AS (SELECT status FROM dossiers WHERE id = \(dossierID) FOR UPDATE),
+                 p AS (SELECT COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
+                       WHERE dossier_id = \(dossierID)
+                         AND status IN ('succeeded', 'refund_pending', 'partially_refunded'))
             UPDATE dossiers d SET amount_paid = p.total, version = d.version + 1, updated_at = now(),
                 fees_frozen_at = CASE WHEN p.total > 0 THEN COALESCE(d.fees_frozen_at, now()) ELSE d.fees_frozen_at END
-            FROM (SELECT COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
-                  WHERE dossier_id = \(dossierID)
-                    AND status IN ('succeeded', 'refund_pending', 'partially_refunded')) p
+            FROM p, old
             WHERE d.id = \(dossierID)
-            RETURNING d.amount_paid, d.status
+            RETURNING d.code, d.agency_id, d.amount_due, d.amount_paid, old.status, d.status
             """)
-        let (paid, status) = try rows[0].decode((Int64, String).self)
-        return (Money(dong: paid), try StoredValue.dossierStatus(status))
+        let (code, agency, due, paid, before, status) = try rows[0].decode((String, Int64, Int64, Int64, String, String).self)
+        return Coverage(
+            code: try StoredValue.dossierCode(code), agencyID: agency, amountDue: Money(dong: due), paid: Money(dong: paid),
+            before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
+    }
+
+    /// Sets where an agency's one-stop system receives notifications.
+    public static func setNotifyURL(agencyID: Int64, url: String?, on db: PostgresConnection) async throws {
+        try await db.execute("UPDATE agencies SET notify_url = \(url) WHERE id = \(agencyID)")
     }
 }
 

@@ -82,14 +82,17 @@ public enum IntentStore {
             """)[0].decode(Bool.self)
     }
 
-    /// Inserts a new intent in `created` with its `created` event.
+    /// Inserts a new intent in `created` with its `created` event; `firstCheck` is when the
+    /// janitor first asks the gateway about it if nothing else has settled it by then.
     public static func insert(
         id: UUID, partner: PartnerCode, reference: PaymentReference, dossierID: Int64, amount: Money,
-        createRequest: [UInt8], source: EventSource, actor: String?, on db: PostgresConnection
+        createRequest: [UInt8], source: EventSource, actor: String?, firstCheck: Duration? = nil, on db: PostgresConnection
     ) async throws -> IntentRecord {
+        let checkAfter = firstCheck.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
         let rows = try await db.query("""
-            INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request)
-            VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest))
+            INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
+            VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
+                    now() + \(checkAfter) * interval '1 millisecond')
             RETURNING \(fragment: columns)
             """)
         let intent = try decode(rows[0])
@@ -155,6 +158,7 @@ public enum IntentStore {
                 paid_at = COALESCE(\(changes.paidAt), paid_at),
                 needs_review = needs_review OR \(changes.review != nil),
                 review_reason = COALESCE(review_reason, \(changes.review)),
+                next_check_at = CASE WHEN \(to.isOpen) THEN next_check_at END,
                 version = version + 1,
                 updated_at = now()
             WHERE id = \(intent.id) AND version = \(intent.version)
@@ -167,6 +171,42 @@ public enum IntentStore {
             intentID: intent.id, kind: event, from: intent.status, to: to, source: source, messageID: messageID,
             actor: actor, detail: detail, on: db)
         return try decode(row)
+    }
+
+    // MARK: Janitor
+
+    /// Claims up to `limit` open intents whose check is due, leasing them for `lease` so that no
+    /// other replica picks them meanwhile (`FOR UPDATE SKIP LOCKED` makes concurrent claims
+    /// disjoint). Returns each with the number of checks already done.
+    public static func claimDueChecks(
+        limit: Int, lease: Duration, on db: PostgresConnection
+    ) async throws -> [(intent: IntentRecord, checksDone: Int)] {
+        let leaseMilliseconds = lease.components.seconds * 1000
+        return try await db.query("""
+            WITH due AS (
+                SELECT id FROM payment_intents
+                WHERE next_check_at <= now() AND status IN ('created', 'pending', 'unknown')
+                ORDER BY next_check_at LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED)
+            UPDATE payment_intents p SET next_check_at = now() + \(leaseMilliseconds) * interval '1 millisecond'
+            FROM due WHERE p.id = due.id
+            RETURNING \(fragment: prefixed), p.checks_done
+            """).map { row in (try decode(row), Int(try row.decode(column: 17, as: Int16.self))) }
+    }
+
+    static let prefixed: PostgresQuery = """
+        p.id, p.partner_code, p.reference, p.dossier_id, p.amount, p.status, p.gateway_txn, p.checkout_url, p.expires_at,
+        p.create_request, p.amount_refunded, p.bank_code, p.paid_at, p.review_reason, p.version, p.created_at, p.updated_at
+        """
+
+    /// Records a check and schedules the next one `after` the intent's creation, or none.
+    public static func recordCheck(intentID: UUID, checksDone: Int, nextAfterCreation: Duration?, on db: PostgresConnection) async throws {
+        let next = nextAfterCreation.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
+        try await db.execute("""
+            UPDATE payment_intents SET checks_done = \(Int16(clamping: checksDone)),
+                next_check_at = CASE WHEN status IN ('created', 'pending', 'unknown') AND \(next)::bigint IS NOT NULL
+                                     THEN GREATEST(created_at + \(next) * interval '1 millisecond', now()) END
+            WHERE id = \(intentID)
+            """)
     }
 
     public static func appendEvent(

@@ -64,7 +64,8 @@ struct Serve: AsyncParsableCommand {
             let dependencies = AppDependencies(
                 database: database,
                 gateway: PortalGatewayClient(configuration: portal, http: http, logger: logger),
-                notifications: PortalNotifications(partners: settings.partners))
+                notifications: PortalNotifications(partners: settings.partners), http: http,
+                notificationSecrets: settings.notificationSecrets)
             let seeded: DemoData.Seeded?
             if demo, let partner = settings.partners.keys.sorted(by: { $0.rawValue < $1.rawValue }).first {
                 seeded = try await DemoData.seed(
@@ -113,6 +114,7 @@ struct ServiceEnvironment {
     var partners: [PartnerCode: [WebhookSecret]]
     var http: CurlHTTPClient.Configuration
     var paymentWindow: Duration?
+    var notificationSecrets: [WebhookSecret]
 
     init(environment env: [String: String], listen: String?, databaseURL: String?, publicURL: String?, gatewayURL: String?) throws {
         let listenText = listen ?? env["FEERECON_LISTEN"] ?? "127.0.0.1:8080"
@@ -170,6 +172,13 @@ struct ServiceEnvironment {
         }
         self.http = http
         paymentWindow = env["FEERECON_PAYMENT_WINDOW_SECONDS"].flatMap(Int.init).map { .seconds($0) }
+        notificationSecrets = try (Self.secret("FEERECON_NOTIFY_SECRETS", env) ?? "")
+            .split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
+            .map { item in
+                do { return try WebhookSecret(String(item)) } catch {
+                    throw ValidationError("a secret in FEERECON_NOTIFY_SECRETS is not a valid whsec_ secret")
+                }
+            }
     }
 
     /// A secret from `NAME`, or from the file `NAME_FILE` names (trailing newline dropped).

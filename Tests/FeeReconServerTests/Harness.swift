@@ -20,6 +20,8 @@ struct RunningService: Sendable {
     let http: CurlHTTPClient
     let partner: PartnerCode
     let secret: WebhookSecret
+    /// Signs the service's notifications to the one-stop system.
+    let notifySecret: WebhookSecret
 
     var db: PostgresClient { database.client }
 
@@ -82,6 +84,7 @@ func withRunningService<Result: Sendable>(
 ) async throws -> Result {
     let logger = Logger.test("service")
     let secret = WebhookSecret.generate()
+    let notifySecret = WebhookSecret.generate()
     let partners = [Fixtures.partner: [secret]]
     return try await withMigratedTestDatabase(logger: logger, maximumConnections: 8) { database in
         let http = try CurlHTTPClient(logger: logger)
@@ -89,7 +92,8 @@ func withRunningService<Result: Sendable>(
         var settings = AppSettings(host: "127.0.0.1", port: 0, endpoints: PublicEndpoints(baseURL: "http://127.0.0.1:0"))
         adjust(&settings)
         let dependencies = AppDependencies(
-            database: database.client, gateway: makeGateway(http, partners), notifications: PortalNotifications(partners: partners))
+            database: database.client, gateway: makeGateway(http, partners), notifications: PortalNotifications(partners: partners),
+            http: http, notificationSecrets: [notifySecret])
         let app = try await buildApplication(settings: settings, dependencies: dependencies, logger: logger) { bound in
             port.withLock { $0 = bound }
         }
@@ -99,7 +103,8 @@ func withRunningService<Result: Sendable>(
         do {
             try await poll(until: { port.value != nil }, deadline: .seconds(20), "service listening")
             let service = RunningService(
-                baseURL: "http://127.0.0.1:\(port.value!)", database: database, http: http, partner: Fixtures.partner, secret: secret)
+                baseURL: "http://127.0.0.1:\(port.value!)", database: database, http: http, partner: Fixtures.partner, secret: secret,
+                notifySecret: notifySecret)
             let result = try await body(service)
             await group.triggerGracefulShutdown()
             _ = try? await running.value

@@ -3,7 +3,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
-import Metrics
 import NIOCore
 import PortalGateway
 import Signing
@@ -53,7 +52,7 @@ struct CallbackController {
         let headers = request.headers.map { [$0.name.canonicalName, $0.value] }
         let answer = await batcher.submit(InboundCallback(
             partner: verified.partner, webhookID: verified.messageID, headers: headers, body: body, decoded: decoded))
-        Counter(label: "feerecon_callbacks_total", dimensions: [("result", answer.code)]).increment()
+        rejections.metrics.callbackAnswered(code: answer.code)
         return reply(
             .init(status: notifications.status(forCode: answer.code), code: answer.code, body: answer.body, isFinal: false),
             partner: verified.partner)
@@ -76,6 +75,12 @@ struct CallbackController {
 /// Counts rejected inbound messages by reason and logs each reason at most once a second, with
 /// how many were suppressed in between.
 final class RejectionLog: Sendable {
+    let metrics: ServiceMetrics
+
+    init(metrics: ServiceMetrics) {
+        self.metrics = metrics
+    }
+
     private struct State {
         var lastLogged: [String: ContinuousClock.Instant] = [:]
         var suppressed: [String: Int] = [:]
@@ -84,7 +89,7 @@ final class RejectionLog: Sendable {
     private let state = Mutex(State())
 
     func record(_ reason: String, logger: Logger) {
-        Counter(label: "feerecon_callbacks_rejected_total", dimensions: [("reason", reason)]).increment()
+        metrics.callbackRejected(reason: reason)
         let now = ContinuousClock.now
         let suppressed: Int? = state.withLock { state in
             if let last = state.lastLogged[reason], now - last < .seconds(1) {

@@ -28,9 +28,11 @@ struct CallbackAnswer: Sendable {
 struct CallbackProcessor: Sendable {
     let database: PostgresClient
     let notifications: PortalNotifications
+    let metrics: ServiceMetrics
     let logger: Logger
 
     func process(_ batch: [InboundCallback]) async -> [CallbackAnswer] {
+        metrics.callbackBatch(size: batch.count)
         do {
             return try await apply(batch)
         } catch {

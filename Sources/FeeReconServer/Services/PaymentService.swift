@@ -30,19 +30,25 @@ public struct PaymentService: Sendable {
     let clock: UnixClock
     /// The payment window asked of the gateway; nil leaves the gateway's default (15 minutes).
     let paymentWindow: Duration?
+    /// When the janitor first checks a new intent.
+    let firstCheck: Duration
     let logger: Logger
 
     public init(
         database: PostgresClient, gateway: any PaymentGateway, endpoints: PublicEndpoints, clock: @escaping UnixClock,
-        paymentWindow: Duration?, logger: Logger
+        paymentWindow: Duration?, firstCheck: Duration = CheckSchedule.standard.offsets[0], logger: Logger
     ) {
         self.database = database
         self.gateway = gateway
         self.endpoints = endpoints
         self.clock = clock
         self.paymentWindow = paymentWindow
+        self.firstCheck = firstCheck
         self.logger = logger
     }
+
+    /// The gateway's payment window, for deciding when a create that never arrived is moot.
+    var effectiveWindow: Duration { paymentWindow ?? .seconds(900) }
 
     /// Who asked for a payment, for the intent's events.
     public enum Requester: Sendable {
@@ -135,7 +141,7 @@ public struct PaymentService: Sendable {
             }
             let intent = try await IntentStore.insert(
                 id: UUID(), partner: dossier.agency.partner, reference: reference, dossierID: dossier.id,
-                amount: dossier.amountDue, createRequest: encoded, source: source, actor: actor, on: db)
+                amount: dossier.amountDue, createRequest: encoded, source: source, actor: actor, firstCheck: firstCheck, on: db)
             if let idempotency { try await IdempotencyStore.attach(apiKey: idempotency.apiKey, key: idempotency.key, intentID: intent.id, on: db) }
             return .new(intent)
         }
@@ -194,8 +200,8 @@ public struct PaymentService: Sendable {
     }
 
     /// Asks the gateway about an intent that is still open and applies what it says (the
-    /// janitor's work, and the return page's repair on read). Returns the intent as it now is.
-    public func refresh(_ intent: IntentRecord, timeout: Duration? = nil) async throws -> IntentRecord {
+    /// return page's repair on read). Returns the intent as it now is; a failed query changes nothing.
+    public func refresh(_ intent: IntentRecord) async throws -> IntentRecord {
         guard intent.status.isOpen else { return intent }
         let report: PaymentStatusReport
         do {
@@ -207,6 +213,50 @@ public struct PaymentService: Sendable {
         return try await database.withTransaction { db in
             guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
             return try await OutcomeApplier(db: db).apply(report: report, to: current)
+        }
+    }
+
+    /// The janitor's check of an open intent: the gateway's status is applied as a named
+    /// correction. An intent the gateway has never heard of is sent again (its stored bytes) while
+    /// its payment window is open, and failed once it has closed — the money cannot have moved.
+    public func reconcileWithGateway(_ intent: IntentRecord) async throws -> IntentRecord {
+        guard intent.status.isOpen else { return intent }
+        let report: PaymentStatusReport
+        do {
+            report = try await gateway.query(reference: intent.reference, partner: intent.partner)
+        } catch {
+            logger.info("gateway query failed", metadata: ["intent.id": "\(intent.id)", "gateway.error": "\(error.kind.rawValue)"])
+            return intent
+        }
+        if case .notFound = report.status, intent.status != .pending {
+            let age = Date().timeIntervalSince(intent.createdAt)
+            if age < TimeInterval(effectiveWindow.components.seconds) {
+                return try await sendCreate(intent)
+            }
+            return try await database.withTransaction { db in
+                guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db), current.status.isOpen,
+                      current.status != .pending
+                else { return intent }
+                return try await IntentStore.transition(
+                    current, to: .failed, event: .gatewayNotFound, source: .query, detail: ["reason": "gateway has no such transaction"],
+                    on: db)
+            }
+        }
+        return try await database.withTransaction { db in
+            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
+            return try await OutcomeApplier(db: db).apply(report: report, to: current)
+        }
+    }
+
+    /// Marks an intent the schedule could not settle for a person to decide.
+    func requireManualReview(_ intent: IntentRecord) async throws {
+        try await database.withTransaction { db in
+            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db), current.status.isOpen else { return }
+            let flagged = try await IntentStore.transition(
+                current, to: current.status, event: .manualReviewRequired,
+                changes: .init(review: ReviewReason.unresolvedAfterQueries.rawValue), source: .system, on: db)
+            try await IntentStore.recordCheck(intentID: current.id, checksDone: Int(Int16.max), nextAfterCreation: nil, on: db)
+            try await OutcomeApplier(db: db).openException(.unresolvedIntent, intent: flagged, messageID: nil, detail: [:])
         }
     }
 }
@@ -246,6 +296,9 @@ struct OutcomeApplier {
             if dossier.status == .overpaid && to == .succeeded {
                 try await openException(.duplicatePayment, intent: updated, messageID: messageID, detail: ["refund_needed": "true"])
             }
+            if dossier.before == .awaitingPayment && dossier.status != .awaitingPayment {
+                try await notifyPaid(dossier, intent: updated)
+            }
             return Applied(intent: updated, changed: true, conflicting: false)
         case .alreadyApplied, .stillPending:
             return Applied(intent: intent, changed: false, conflicting: false)
@@ -277,6 +330,21 @@ struct OutcomeApplier {
         }
     }
 
+    /// Writes the "dossier paid" notification for the one-stop system in this transaction.
+    func notifyPaid(_ dossier: DossierStore.Coverage, intent: IntentRecord) async throws {
+        let messageID = "ntf_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let payload = DossierPaidNotification(
+            type: "dossier.paid", id: messageID, dossierCode: dossier.code.rawValue, status: dossier.status.rawValue,
+            amountDue: dossier.amountDue.dong, amountPaid: dossier.paid.dong,
+            payment: .init(
+                intentId: intent.id.uuidString.lowercased(), reference: intent.reference.rawValue,
+                gatewayTransaction: intent.gatewayTransaction, amount: intent.amount.dong, bankCode: intent.bankCode,
+                paidAt: intent.paidAt))
+        try await OutboxStore.enqueue(
+            agencyID: dossier.agencyID, dossierID: intent.dossierID, intentID: intent.id, event: "dossier.paid",
+            messageID: messageID, payload: try JSONCoding.encode(payload), on: db)
+    }
+
     /// Marks an intent for review without changing its status, with an event and an exception.
     func flag(
         _ intent: IntentRecord, reason: ReviewReason, source: EventSource, messageID: Int64?, detail: [String: String]
@@ -293,5 +361,25 @@ struct OutcomeApplier {
         try await ExceptionStore.open(
             kind, agencyID: agency, dossierID: intent.dossierID, intentID: intent.id, messageID: messageID,
             amount: intent.amount, detail: detail, on: db)
+    }
+}
+
+/// The body of a "dossier paid" notification to the one-stop system.
+struct DossierPaidNotification: Encodable {
+    var type: String
+    var id: String
+    var dossierCode: String
+    var status: String
+    var amountDue: Int64
+    var amountPaid: Int64
+    var payment: Payment
+
+    struct Payment: Encodable {
+        var intentId: String
+        var reference: String
+        var gatewayTransaction: String?
+        var amount: Int64
+        var bankCode: String?
+        var paidAt: Date?
     }
 }

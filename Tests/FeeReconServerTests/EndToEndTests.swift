@@ -57,7 +57,7 @@ import Testing
             #expect(page.status == 200)
             #expect(String(decoding: page.body, as: UTF8.self).contains("150.000"))
             let chosen = try await sandbox.http.execute(HTTPClientRequest(
-                method: .post, url: checkout, headers: [("content-type", "application/x-www-form-urlencoded")],
+                method: .post, url: checkout, headers: ["content-type": "application/x-www-form-urlencoded"],
                 body: Array("KetQua=00".utf8)))
             #expect(chosen.status == 303)
             let returnURL = try #require(chosen.headers["location"])

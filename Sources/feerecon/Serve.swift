@@ -89,6 +89,7 @@ struct Serve: AsyncParsableCommand {
                     }
                     print("  demo dossiers:  \(seeded.dossierCodes.joined(separator: ", "))")
                 }
+                fflush(nil)
             }
             let group = ServiceGroup(
                 configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

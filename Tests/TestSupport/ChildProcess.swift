@@ -55,5 +55,12 @@ public final class ChildProcess: @unchecked Sendable {
 
     public var status: Int32 { process.terminationStatus }
 
+    public var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` (e.g. `SIGKILL`) to the process.
+    public func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
     public var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 }

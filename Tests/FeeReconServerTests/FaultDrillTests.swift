@@ -232,3 +232,95 @@ import Testing
         }
     }
 }
+
+extension FaultDrillTests {
+    /// The service as a separate process, so that it can be killed.
+    struct ServiceProcess {
+        let process: ChildProcess
+        let baseURL: String
+
+        static func start(port: Int, database: TestDatabase, gatewayURL: String, secret: WebhookSecret) async throws -> ServiceProcess {
+            var environment = ProcessInfo.processInfo.environment
+            environment["FEERECON_DATABASE_URL"] = database.url
+            environment["FEERECON_LISTEN"] = "127.0.0.1:\(port)"
+            environment["FEERECON_PUBLIC_URL"] = "http://127.0.0.1:\(port)"
+            environment["FEERECON_GATEWAY_URL"] = gatewayURL
+            environment["FEERECON_PARTNERS"] = "BTH"
+            environment["FEERECON_PARTNER_SECRETS_BTH"] = secret.exportedText
+            environment["FEERECON_LOG_LEVEL"] = "error"
+            let process = try ChildProcess(try FeeReconExecutable.url(), ["serve"], environment: environment)
+            let service = ServiceProcess(process: process, baseURL: "http://127.0.0.1:\(port)")
+            let http = try CurlHTTPClient()
+            defer { Task { await http.shutdown() } }
+            try await poll(until: {
+                guard process.isRunning else { throw TestSupportError("feerecon serve exited: \(process.output)") }
+                return (try? await http.execute(HTTPClientRequest(method: .get, url: service.baseURL + "/readyz")))?.status == 200
+            }, deadline: .seconds(60), interval: .milliseconds(50), "feerecon serve ready")
+            return service
+        }
+    }
+
+    @Test func killedInTheMiddleOfACallbackBurst() async throws {
+        let count = max(200, Self.size / 10)
+        try await withSandboxAndService(sandbox: { s in
+            s.callbackIntervalMilliseconds = 300
+            s.faults.duplicate = 0.2
+            s.faults.duplicateAfterMilliseconds = 20
+        }, settings: { $0.runWorkers = false }) { sandbox, inProcess in
+            // The in-process service only provides the database and the sandbox wiring; the
+            // service under test is a child process on its own port, over the same database.
+            let port = try freeLoopbackPort()
+            let secret = inProcess.secret
+            let key = try await inProcess.setUpAgencies()
+            var child = try await ServiceProcess.start(port: port, database: inProcess.database, gatewayURL: sandbox.apiURL, secret: secret)
+            let transactions = try await Self.openIntents(count: count, baseURL: child.baseURL, http: inProcess.http, apiKey: key)
+
+            // The burst: every payment succeeds at once, and the service dies part way through.
+            let burst = Task {
+                try await Self.concurrently(count, width: 32) { i in
+                    _ = try await sandbox.controlJSON(.post, "/transactions/\(transactions[i])/outcome", json: #"{"outcome":"success"}"#)
+                }
+            }
+            let succeeded = { () async throws -> Int64 in
+                try await inProcess.db.query("SELECT count(*) FROM payment_intents WHERE status = 'succeeded'")[0].decode(Int64.self)
+            }
+            try await poll(until: { try await succeeded() >= 10 }, deadline: .seconds(60), interval: .milliseconds(5), "callbacks flowing")
+            child.process.send(SIGKILL)
+            try await child.process.wait(deadline: .seconds(10))
+            let atKill = try await succeeded()
+            try await burst.value
+
+            // While it is down the gateway's deliveries fail and are retried; then it comes back.
+            child = try await ServiceProcess.start(port: port, database: inProcess.database, gatewayURL: sandbox.apiURL, secret: secret)
+            let truth = try await Self.truth(sandbox)
+            var mismatches: [Mismatch] = []
+            try await poll(until: {
+                mismatches = try await Self.compare(inProcess.db, truth)
+                return mismatches.isEmpty
+            }, deadline: .seconds(180), interval: .milliseconds(200), "service state equals the gateway's truth after the restart")
+            #expect(mismatches.isEmpty, "\(mismatches.prefix(10))")
+            #expect(atKill < Int64(count), "the kill came after the burst had finished")
+            try await Self.appliedOnce(inProcess.db)
+
+            // Acknowledged only after commit: every webhook-id the gateway saw answered 00/02 is stored.
+            let callbacks = (try await sandbox.controlJSON(.get, "/callbacks?limit=100000") as! [String: Any])["callbacks"] as! [[String: Any]]
+            let stored = Set(try await inProcess.db.query("SELECT webhook_id FROM inbound_messages WHERE is_final").map { try $0.decode(String.self) })
+            var acknowledged = 0
+            var failedDeliveries = 0
+            for callback in callbacks {
+                for attempt in callback["attemptLog"] as? [[String: Any]] ?? [] {
+                    if attempt["httpStatus"] as? Int == 200, ["00", "02"].contains(attempt["resultCode"] as? String ?? "") {
+                        acknowledged += 1
+                        #expect(stored.contains(callback["webhookId"] as! String), "an acknowledged callback is not stored")
+                    } else {
+                        failedDeliveries += 1
+                    }
+                }
+            }
+            #expect(failedDeliveries > 0, "no delivery failed while the service was down")
+            print("crash drill: \(count) payments, \(atKill) applied before the kill, \(failedDeliveries) failed deliveries retried, \(acknowledged) acknowledged")
+            child.process.send(SIGKILL)
+            try? await child.process.wait(deadline: .seconds(20))
+        }
+    }
+}

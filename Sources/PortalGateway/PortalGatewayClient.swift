@@ -239,7 +239,8 @@ public struct PortalGatewayClient: PaymentGateway {
 
     static func encode(_ value: some Encodable) throws(GatewayError) -> [UInt8] {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        // Sorted keys make every body deterministic (replies start with MaLoi).
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do {
             return Array(try encoder.encode(value))
         } catch {

@@ -212,9 +212,11 @@ import Testing
             let forged = try await service.postCallback(body, secret: WebhookSecret.generate())
             #expect(forged.status == 401)
             #expect(try answer(forged, service) == "97")
+            // The exact ±300 s boundary is checked with a fixed clock in SigningTests; over HTTP
+            // the margin covers the time a loaded machine takes between signing and verifying.
             let stale = try await service.postCallback(body, timestamp: Int64(Date().timeIntervalSince1970) - 301)
             #expect(stale.status == 401)
-            let future = try await service.postCallback(body, timestamp: Int64(Date().timeIntervalSince1970) + 301)
+            let future = try await service.postCallback(body, timestamp: Int64(Date().timeIntervalSince1970) + 360)
             #expect(future.status == 401)
             let unknownPartner = try await service.postCallback(body, partner: "XYZ")
             #expect(unknownPartner.status == 401)

@@ -30,27 +30,38 @@ struct ClientTests {
     }
 
     @Test func blockingQueriesLeaveTheCooperativePoolFree() async throws {
-        try await withTestDatabase(maximumConnections: 5) { database in
+        try await withTestDatabase(maximumConnections: 6) { database in
             let client = database.client
-            // Four connections each block in libpq for seconds, more than the cooperative pool
-            // has threads; unrelated async work must still run meanwhile. Asserted by order, not
-            // by time: the work finishes while the four queries are still in flight.
-            async let sleeps: Void = withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 { group.addTask { _ = try await client.execute("SELECT pg_sleep(6)") } }
+            // Four queries block in libpq on a lock — more blocked calls than the cooperative pool
+            // has threads. Only unrelated async work can release the lock; if the blocked calls
+            // held cooperative threads, that work could never run and this test would hang until
+            // its deadline. Asserted by liveness, not by elapsed time.
+            let (release, releaser) = AsyncStream<Void>.makeStream()
+            async let holder: Void = client.withConnection { connection in
+                _ = try await connection.execute("SELECT pg_advisory_lock(42)")
+                for await _ in release { break }
+                _ = try await connection.execute("SELECT pg_advisory_unlock(42)")
+            }
+            try await poll(until: {
+                try await client.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0].decode(Int64.self) == 1
+            }, deadline: .seconds(10), "lock held")
+            async let waiters: Void = withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 { group.addTask { _ = try await client.execute("SELECT pg_advisory_xact_lock_shared(42)") } }
                 try await group.waitForAll()
             }
-            let sleeping = { () async throws -> Int64 in
-                try await client.query("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(6)'")[0].decode(Int64.self)
-            }
-            try await poll(until: { try await sleeping() == 4 }, deadline: .seconds(5), "four sleeping queries in flight")
+            try await poll(until: {
+                try await client.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0].decode(Int64.self) == 4
+            }, deadline: .seconds(10), "four queries blocked on the lock")
             for _ in 0..<20 {
                 await withTaskGroup(of: Int.self) { group in
                     for i in 0..<8 { group.addTask { i } }
                     await group.waitForAll()
                 }
             }
-            #expect(try await sleeping() == 4, "cooperative work had to wait for the blocked queries")
-            try await sleeps
+            releaser.yield()
+            releaser.finish()
+            try await holder
+            try await waiters
         }
     }
 

@@ -76,7 +76,8 @@ struct Serve: AsyncParsableCommand {
             }
             let appSettings = AppSettings(
                 host: settings.host, port: settings.port, endpoints: PublicEndpoints(baseURL: settings.publicURL),
-                paymentWindow: settings.paymentWindow, demo: demo)
+                paymentWindow: settings.paymentWindow, demo: demo, runWorkers: settings.runWorkers,
+                checkSchedule: settings.checkSchedule)
             let publicURL = settings.publicURL
             let app = try await buildApplication(settings: appSettings, dependencies: dependencies, logger: logger) { port in
                 print("FeeRecon is listening on \(settings.host):\(port)")
@@ -116,6 +117,8 @@ struct ServiceEnvironment {
     var http: CurlHTTPClient.Configuration
     var paymentWindow: Duration?
     var notificationSecrets: [WebhookSecret]
+    var checkSchedule: CheckSchedule
+    var runWorkers: Bool
 
     init(environment env: [String: String], listen: String?, databaseURL: String?, publicURL: String?, gatewayURL: String?) throws {
         let listenText = listen ?? env["FEERECON_LISTEN"] ?? "127.0.0.1:8080"
@@ -180,6 +183,29 @@ struct ServiceEnvironment {
                     throw ValidationError("a secret in FEERECON_NOTIFY_SECRETS is not a valid whsec_ secret")
                 }
             }
+        if let text = env["FEERECON_CHECK_SCHEDULE"] {
+            let offsets = try text.split(separator: ",").map { part in
+                guard let duration = Self.duration(String(part)) else {
+                    throw ValidationError("FEERECON_CHECK_SCHEDULE must be durations like 5m,15m,1h,6h,24h")
+                }
+                return duration
+            }
+            guard !offsets.isEmpty else { throw ValidationError("FEERECON_CHECK_SCHEDULE is empty") }
+            checkSchedule = CheckSchedule(offsets: offsets)
+        } else {
+            checkSchedule = .standard
+        }
+        runWorkers = env["FEERECON_WORKERS"].map { $0 != "off" && $0 != "0" && $0 != "false" } ?? true
+    }
+
+    /// `250ms`, `30s`, `5m`, `6h`, `1d`.
+    static func duration(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        for (suffix, milliseconds) in units where text.hasSuffix(suffix) {
+            guard let value = Int64(text.dropLast(suffix.count)), value > 0 else { return nil }
+            return .milliseconds(value * milliseconds)
+        }
+        return nil
     }
 
     /// A secret from `NAME`, or from the file `NAME_FILE` names (trailing newline dropped).

@@ -7,7 +7,7 @@ struct FeeReconCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feerecon",
         abstract: "Online payment of administrative fees: the service and its operator tools.",
-        subcommands: [Serve.self, Migrate.self, APIKeys.self, SandboxCommand.self]
+        subcommands: [Serve.self, Migrate.self, Agencies.self, APIKeys.self, SandboxCommand.self]
     )
 }
 

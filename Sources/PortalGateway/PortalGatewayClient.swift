@@ -237,9 +237,12 @@ public struct PortalGatewayClient: PaymentGateway {
         }
     }
 
+    /// JSON with its keys sorted: Foundation's encoder otherwise writes them in an order that
+    /// changes from one call to the next, and the same message must always be the same bytes
+    /// (a rebuilt retry, a stored request, a reply replayed byte for byte).
     static func encode(_ value: some Encodable) throws(GatewayError) -> [UInt8] {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         do {
             return Array(try encoder.encode(value))
         } catch {

@@ -54,7 +54,8 @@ import Testing
             let first = try await gateway.create(encoded: encoded, partner: request.partner)
             let second = try await gateway.create(encoded: encoded, partner: request.partner)
             #expect(second == first)
-            // A rebuilt retry is the same request.
+            // Encoding the same request again gives the same bytes, so a rebuilt retry is identical too.
+            #expect(try gateway.encodeCreate(request) == encoded)
             #expect(try await gateway.create(encoded: try gateway.encodeCreate(request), partner: request.partner) == first)
             #expect(try await sandbox.truth(reference: request.reference).count == 1)
         }

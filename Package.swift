@@ -247,7 +247,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FeeReconStoreTests",
-            dependencies: ["FeeReconStore", "Postgres", "TestSupport"],
+            dependencies: ["FeeReconStore", "FeeReconCore", "Postgres", "Cryptography", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

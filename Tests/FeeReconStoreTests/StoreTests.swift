@@ -147,6 +147,18 @@ import Testing
             #expect(all.count == 24)
         }
     }
+
+    @Test func subSecondLeaseAndScheduleAreKept() async throws {
+        try await withFixture { fixture in
+            let intent = try await fixture.intent(dossierID: try await fixture.dossier())
+            let lease = try await fixture.client.withTransaction { db in
+                _ = try await IntentStore.claimDueChecks(limit: 1, lease: .milliseconds(1_500), on: db)
+                return try await db.query("SELECT extract(epoch FROM next_check_at - now())::text FROM payment_intents WHERE id = \(intent.id)")[0]
+                    .decode(String.self)
+            }
+            #expect(Double(lease) == 1.5)
+        }
+    }
 }
 
 @Suite(.timeLimit(.minutes(5))) struct OutboxStoreTests {
@@ -205,6 +217,26 @@ import Testing
             let all = claims.flatMap { $0 }
             #expect(all.count == Set(all).count)
             #expect(all.count == 20)
+        }
+    }
+
+    /// A retry scheduled 1.5 s out is 1.5 s out, and a lease of 1.5 s is 1.5 s.
+    @Test func subSecondDelaysAreKept() async throws {
+        try await withFixture { fixture in
+            let id = try await fixture.notification(dossierID: try await fixture.dossier())
+            let (lease, retry) = try await fixture.client.withTransaction { db in
+                _ = try await OutboxStore.claimDue(limit: 1, lease: .milliseconds(1_500), on: db)
+                let lease = try await db.query(
+                    "SELECT extract(epoch FROM next_attempt_at - now())::text FROM outbox_notifications WHERE id = \(id)")[0].decode(String.self)
+                try await OutboxStore.recordAttempt(
+                    id: id, attempt: 1, startedAt: Date(), duration: .milliseconds(3), httpStatus: 503, error: "HTTP 503",
+                    delivered: false, retryAfter: .milliseconds(1_500), on: db)
+                let retry = try await db.query(
+                    "SELECT extract(epoch FROM next_attempt_at - now())::text FROM outbox_notifications WHERE id = \(id)")[0].decode(String.self)
+                return (lease, retry)
+            }
+            #expect(Double(lease) == 1.5)
+            #expect(Double(retry) == 1.5)
         }
     }
 }

@@ -193,7 +193,13 @@ let package = Package(
         ),
         .testTarget(
             name: "PortalGatewayTests",
-            dependencies: ["PortalGateway", "FeeReconCore", "Signing", "CurlHTTP"],
+            dependencies: [
+                "PortalGateway", "FeeReconCore", "Signing", "CurlHTTP", "Cryptography", "GatewaySandbox", "Postgres", "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -241,7 +247,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FeeReconStoreTests",
-            dependencies: ["FeeReconStore", "Postgres", "TestSupport"],
+            dependencies: ["FeeReconStore", "FeeReconCore", "Postgres", "Cryptography", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

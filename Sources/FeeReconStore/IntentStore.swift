@@ -88,7 +88,7 @@ public enum IntentStore {
         id: UUID, partner: PartnerCode, reference: PaymentReference, dossierID: Int64, amount: Money,
         createRequest: [UInt8], source: EventSource, actor: String?, firstCheck: Duration? = nil, on db: PostgresConnection
     ) async throws -> IntentRecord {
-        let checkAfter = firstCheck.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
+        let checkAfter = firstCheck?.wholeMilliseconds
         let rows = try await db.query("""
             INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
             VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
@@ -181,7 +181,7 @@ public enum IntentStore {
     public static func claimDueChecks(
         limit: Int, lease: Duration, on db: PostgresConnection
     ) async throws -> [(intent: IntentRecord, checksDone: Int)] {
-        let leaseMilliseconds = lease.components.seconds * 1000
+        let leaseMilliseconds = lease.wholeMilliseconds
         return try await db.query("""
             WITH due AS (
                 SELECT id FROM payment_intents
@@ -200,7 +200,7 @@ public enum IntentStore {
 
     /// Records a check and schedules the next one `after` the intent's creation, or none.
     public static func recordCheck(intentID: UUID, checksDone: Int, nextAfterCreation: Duration?, on db: PostgresConnection) async throws {
-        let next = nextAfterCreation.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
+        let next = nextAfterCreation?.wholeMilliseconds
         try await db.execute("""
             UPDATE payment_intents SET checks_done = \(Int16(clamping: checksDone)),
                 next_check_at = CASE WHEN status IN ('created', 'pending', 'unknown') AND \(next)::bigint IS NOT NULL

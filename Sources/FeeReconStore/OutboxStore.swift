@@ -62,7 +62,7 @@ public enum OutboxStore {
     public static func claimDue(
         limit: Int, lease: Duration, on db: PostgresConnection
     ) async throws -> [(notification: NotificationRecord, url: String?)] {
-        let leaseMilliseconds = lease.components.seconds * 1000
+        let leaseMilliseconds = lease.wholeMilliseconds
         return try await db.query("""
             WITH due AS (
                 SELECT id FROM outbox_notifications
@@ -79,12 +79,12 @@ public enum OutboxStore {
         id: Int64, attempt: Int, startedAt: Date, duration: Duration, httpStatus: Int?, error: String?,
         delivered: Bool, retryAfter: Duration?, on db: PostgresConnection
     ) async throws {
-        let milliseconds = Int32(clamping: duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: duration.wholeMilliseconds)
         try await db.execute("""
             INSERT INTO outbox_attempts (notification_id, attempt, started_at, duration_ms, http_status, error)
             VALUES (\(id), \(Int16(clamping: attempt)), \(startedAt), \(milliseconds), \(httpStatus.map { Int16(clamping: $0) }), \(error))
             """)
-        let retry = retryAfter.map { $0.components.seconds * 1000 }
+        let retry = retryAfter?.wholeMilliseconds
         let status = delivered ? "delivered" : (retry == nil ? "failed" : "pending")
         try await db.execute("""
             UPDATE outbox_notifications SET

@@ -117,9 +117,12 @@ public struct PortalGatewayClient: PaymentGateway {
             MaGiaoDich: request.gatewayTransaction, LoaiHoanTien: request.isFull ? "02" : "03",
             SoTienHoan: request.amount.dong, NguoiTao: request.requestedBy, LyDo: request.reason,
             ThoiGianGD: request.requestedAt.compact))
-        // A stable message id per refund request: a resend is recognised as the same message.
-        let exchange = try await send(
-            .post, path: "/giao-dich/hoan-tien", partner: request.partner, body: body, messageID: "refund_\(request.requestID.rawValue)")
+        // The message id names the request and its content: a resend of the same request is the
+        // same message (and gets the remembered answer again), while a request that reuses the
+        // MaYeuCau with other content is another message, which the gateway must answer 94 —
+        // under the old id it would be handed the first request's answer.
+        let messageID = "refund_\(request.requestID.rawValue)_" + SHA256.hexDigest(body).prefix(16)
+        let exchange = try await send(.post, path: "/giao-dich/hoan-tien", partner: request.partner, body: body, messageID: messageID)
         let reply = try exchange.json()
         switch ResultCode(rawValue: reply.MaLoi) {
         case .success:
@@ -237,10 +240,12 @@ public struct PortalGatewayClient: PaymentGateway {
         }
     }
 
+    /// JSON with its keys sorted: Foundation's encoder otherwise writes them in an order that
+    /// changes from one call to the next, and the same message must always be the same bytes
+    /// (a rebuilt retry, a stored request, a reply replayed byte for byte).
     static func encode(_ value: some Encodable) throws(GatewayError) -> [UInt8] {
         let encoder = JSONEncoder()
-        // Sorted keys make every body deterministic (replies start with MaLoi).
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
         do {
             return Array(try encoder.encode(value))
         } catch {

@@ -75,7 +75,8 @@ struct Serve: AsyncParsableCommand {
                 seeded = nil
             }
             let appSettings = AppSettings(
-                host: settings.host, port: settings.port, endpoints: PublicEndpoints(baseURL: settings.publicURL),
+                host: settings.host, port: settings.port,
+                endpoints: PublicEndpoints(baseURL: settings.publicURL, callbackURL: settings.callbackURL),
                 paymentWindow: settings.paymentWindow, demo: demo, runWorkers: settings.runWorkers,
                 checkSchedule: settings.checkSchedule)
             let publicURL = settings.publicURL
@@ -110,6 +111,9 @@ struct ServiceEnvironment {
     var host: String
     var port: Int
     var publicURL: String
+    /// Where the gateway posts callbacks, when it reaches the service at another address than
+    /// citizens do (e.g. a container network); else `publicURL` + `/v1/callbacks/portal`.
+    var callbackURL: String?
     var database: PostgresConfiguration
     var gatewayURL: String
     var gatewayTimeout: Duration
@@ -128,6 +132,7 @@ struct ServiceEnvironment {
         host = String(listenText[..<colon])
         self.port = port
         self.publicURL = publicURL ?? env["FEERECON_PUBLIC_URL"] ?? "http://\(listenText)"
+        callbackURL = env["FEERECON_CALLBACK_URL"].flatMap { $0.isEmpty ? nil : $0 }
 
         guard let url = try databaseURL ?? Self.secret("FEERECON_DATABASE_URL", env) else {
             throw ValidationError("no database: set FEERECON_DATABASE_URL (or FEERECON_DATABASE_URL_FILE) or pass --database-url")

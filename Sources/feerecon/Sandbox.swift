@@ -228,10 +228,10 @@ struct SandboxCommand: AsyncParsableCommand {
         faults.delay = try Self.rate(faultDelay, "--fault-delay")
         faults.drop = try Self.rate(faultDrop, "--fault-drop")
         faults.tamperSignature = try Self.rate(faultTamperSignature, "--fault-tamper-signature")
-        faults.changeAmount = try Self.rate(faultChangeAmount, "--fault-change-amount")
+        faults.misstatedCallback = try Self.rate(faultChangeAmount, "--fault-change-amount")
         faults.reverseAfterSuccess = try Self.rate(faultReverseAfterSuccess, "--fault-reverse-after-success")
         faults.lateSuccessAfterExpiry = try Self.rate(faultLateSuccess, "--fault-late-success")
-        faults.settlementAmountChange = try Self.rate(faultSettlementAmount, "--fault-settlement-amount")
+        faults.misstatedSettlementRow = try Self.rate(faultSettlementAmount, "--fault-settlement-amount")
         faults.settlementBrokenTrailer = try Self.rate(faultSettlementTrailer, "--fault-settlement-trailer")
         faults.delayMilliseconds = try Self.milliseconds(faultDelayBy, "--fault-delay-by")
         faults.reorderHoldMilliseconds = try Self.milliseconds(faultReorderHold, "--fault-reorder-hold")
@@ -258,7 +258,7 @@ struct SandboxCommand: AsyncParsableCommand {
         throw ValidationError("\(option): expected a duration such as 100ms, 5s, 5m or 1h")
     }
 
-    static func rate(_ value: Double, _ option: String) throws -> Double {
+    static func rate(_ value: FaultSettings.Rate, _ option: String) throws -> FaultSettings.Rate {
         guard value >= 0, value <= 1 else { throw ValidationError("\(option) must be between 0 and 1") }
         return value
     }

@@ -174,7 +174,7 @@ import Testing
             s.faults.delayMilliseconds = 800
             s.faults.drop = 0.08
             s.faults.tamperSignature = 0.10
-            s.faults.changeAmount = 0.05
+            s.faults.misstatedCallback = 0.05
         }, settings: { s in
             s.workerInterval = .milliseconds(100)
             s.checkSchedule = CheckSchedule(offsets: [.seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(32), .seconds(64)])

@@ -86,7 +86,7 @@ import Testing
     }
 
     @Test func changeAmountPutsAnotherSoTienInTheCallbackOnly() async throws {
-        try await withSandboxAndReceiver(settings: Self.settings { $0.changeAmount = 1; $0.amountChange = 1_000 }) { sandbox, receiver in
+        try await withSandboxAndReceiver(settings: Self.settings { $0.misstatedCallback = 1; $0.amountChange = 1_000 }) { sandbox, receiver in
             let request = CreateBody(notifyURL: receiver.url)
             let id = try await sandbox.createPaid(request)
             try await sandbox.choose(id, "success")

@@ -175,7 +175,7 @@ import Testing
             #expect(other.text == SettlementFile.header + "\nTONG,0,0,0\n")
 
             // File faults: amounts change but the file stays consistent; a broken trailer does not.
-            #expect(try await sandbox.control(.put, "/faults", json: #"{"settlementAmountChange":1,"amountChange":1000}"#).status == 200)
+            #expect(try await sandbox.control(.put, "/faults", json: #"{"misstatedSettlementRow":1,"amountChange":1000}"#).status == 200)
             let changed = try await sandbox.settlement(Self.day).text
             let rows = changed.split(separator: "\n").dropFirst().dropLast().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
             #expect(rows.map { Int64($0[10])! } == [151_000, 151_000, 151_000, 151_000, 151_000, 151_000, 51_000, 31_000])

@@ -184,7 +184,7 @@ import Testing
     /// Amounts changed in the file (the file stays self-consistent) are read as they are: finding
     /// the difference is reconciliation's job, not the reader's.
     @Test func changedAmountsAreReadAsGiven() async throws {
-        try await withSandbox(settings: { $0.faults.settlementAmountChange = 1 }) { sandbox in
+        try await withSandbox(settings: { $0.faults.misstatedSettlementRow = 1 }) { sandbox in
             try await Self.withStaging { database in
                 _ = try await Self.buildDay(sandbox)
                 let (summary, rows) = try await Self.stage(sandbox.adapter(), day: Self.day, into: database)

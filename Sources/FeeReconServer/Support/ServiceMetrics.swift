@@ -18,9 +18,9 @@ struct ServiceMetrics: Sendable {
         ).increment()
     }
 
+    /// Batches and the callbacks in them: their ratio is the mean group-commit size.
     func callbackBatch(size: Int) {
-        registry.makeValueHistogram(
-            name: "feerecon_callback_batch_size", buckets: [1, 2, 4, 8, 16, 32, 64, 128], help: "Callbacks committed per transaction"
-        ).record(Double(size))
+        registry.makeCounter(name: "feerecon_callback_batches_total", help: "Callback transactions committed").increment()
+        registry.makeCounter(name: "feerecon_callback_batched_total", help: "Callbacks processed in batches").increment(by: Int64(size))
     }
 }

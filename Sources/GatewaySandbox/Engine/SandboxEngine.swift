@@ -294,7 +294,7 @@ final class SandboxEngine: Sendable {
         let choices = SeededChoices(seed: settings.seed)
         let faults = settings.faults
         for i in file.rows.indices
-        where choices.strikes(.settlementAmountChange, rate: faults.settlementAmountChange, partner, day, file.rows[i].transactionID) {
+        where choices.strikes(.misstatedSettlementRow, rate: faults.misstatedSettlementRow, partner, day, file.rows[i].transactionID) {
             file.changeAmount(ofRowAt: i, by: faults.amountChange)
         }
         if choices.strikes(.settlementBrokenTrailer, rate: faults.settlementBrokenTrailer, partner, day) {
@@ -439,14 +439,14 @@ final class SandboxEngine: Sendable {
         func strikes(_ kind: FaultKind, _ rate: Double) -> Bool { choices.strikes(kind, rate: rate, partner, reference, event) }
         var applied: [String] = []
         let drop = strikes(.drop, f.drop)
-        let changeAmount = strikes(.changeAmount, f.changeAmount)
+        let misstated = strikes(.misstatedCallback, f.misstatedCallback)
         let delay = strikes(.delay, f.delay)
         let reorder = strikes(.reorder, f.reorder)
         let tamper = strikes(.tamperSignature, f.tamperSignature)
         let duplicate = strikes(.duplicate, f.duplicate)
         var first = now
         if drop { applied.append("drop") }
-        if changeAmount { applied.append("changeAmount") }
+        if misstated { applied.append("misstatedCallback") }
         if delay {
             applied.append("delay")
             first += f.delayMilliseconds
@@ -460,7 +460,7 @@ final class SandboxEngine: Sendable {
         let webhookID = choices.callbackID(partner: partner, subject: refundID ?? transactionID, event: event)
         let original = NewCallback(
             webhookID: webhookID, partner: partner, transactionID: transactionID, reference: reference, refundID: refundID,
-            kind: kind, resultCode: code.rawValue, url: url, bodyPrefix: body(changeAmount),
+            kind: kind, resultCode: code.rawValue, url: url, bodyPrefix: body(misstated),
             state: drop ? .dropped : .pending, maxAttempts: settings.callbackAttempts,
             intervalMilliseconds: settings.callbackIntervalMilliseconds, nextMilliseconds: drop ? nil : first,
             tamperFirst: tamper, faults: applied.joined(separator: ","), isDuplicate: false, createdMilliseconds: now)

@@ -4,6 +4,9 @@ import Cryptography
 /// event by a hash of the seed and the event's identity (never by arrival order), so a run with
 /// the same seed and the same references injects the same faults.
 public struct FaultSettings: Sendable, Codable, Equatable {
+    /// A probability in 0…1.
+    public typealias Rate = Double
+
     /// Deliver a callback twice with the same `webhook-id`.
     public var duplicate: Double = 0
     /// Hold a callback back so later callbacks overtake it.
@@ -15,13 +18,13 @@ public struct FaultSettings: Sendable, Codable, Equatable {
     /// Send the first attempt with a corrupted signature; genuine retries follow.
     public var tamperSignature: Double = 0
     /// Put a `SoTien` in the callback that differs from the truth.
-    public var changeAmount: Double = 0
+    public var misstatedCallback: Double = 0
     /// Reverse a payment after its success callback (query and settlement later say `04`).
     public var reverseAfterSuccess: Double = 0
     /// Expire a payment (`11` callback), then report a late success (`00` callback; the money moved).
     public var lateSuccessAfterExpiry: Double = 0
     /// Change the amount of a settlement row (the file stays self-consistent).
-    public var settlementAmountChange: Double = 0
+    public var misstatedSettlementRow: Double = 0
     /// Break the settlement file's trailer, so the file must be rejected.
     public var settlementBrokenTrailer: Double = 0
 
@@ -62,10 +65,10 @@ public struct FaultSettings: Sendable, Codable, Equatable {
         delay = try rate(.delay, d.delay)
         drop = try rate(.drop, d.drop)
         tamperSignature = try rate(.tamperSignature, d.tamperSignature)
-        changeAmount = try rate(.changeAmount, d.changeAmount)
+        misstatedCallback = try rate(.misstatedCallback, d.misstatedCallback)
         reverseAfterSuccess = try rate(.reverseAfterSuccess, d.reverseAfterSuccess)
         lateSuccessAfterExpiry = try rate(.lateSuccessAfterExpiry, d.lateSuccessAfterExpiry)
-        settlementAmountChange = try rate(.settlementAmountChange, d.settlementAmountChange)
+        misstatedSettlementRow = try rate(.misstatedSettlementRow, d.misstatedSettlementRow)
         settlementBrokenTrailer = try rate(.settlementBrokenTrailer, d.settlementBrokenTrailer)
         delayMilliseconds = try duration(.delayMilliseconds, d.delayMilliseconds)
         reorderHoldMilliseconds = try duration(.reorderHoldMilliseconds, d.reorderHoldMilliseconds)
@@ -81,9 +84,9 @@ public struct FaultSettings: Sendable, Codable, Equatable {
 
 /// The kinds of decision the seed drives; the raw value is mixed into the hash.
 enum FaultKind: String, Sendable, CaseIterable {
-    case duplicate, reorder, delay, drop, tamperSignature, changeAmount
+    case duplicate, reorder, delay, drop, tamperSignature, misstatedCallback
     case reverseAfterSuccess, lateSuccessAfterExpiry
-    case settlementAmountChange, settlementBrokenTrailer
+    case misstatedSettlementRow, settlementBrokenTrailer
 }
 
 /// Every seed-driven choice of the sandbox: fault decisions, transaction and refund ids, callback

@@ -253,3 +253,45 @@ import Testing
         }
     }
 }
+
+extension CallbackTests {
+    /// Out-of-order outcomes under concurrency: an expiry, a failure and a success for the same
+    /// payment, each delivered twice, all at once in random order. The money that moved is
+    /// recorded exactly once whatever the order.
+    @Test func outOfOrderOutcomesUnderConcurrencyConvergeOnTheSuccess() async throws {
+        try await withRunningService { service in
+            var payings: [Paying] = []
+            for serial in 1...40 { payings.append(try await pendingIntent(service, serial: serial)) }
+            var deliveries: [([UInt8], String)] = []
+            for (index, paying) in payings.enumerated() {
+                for code in ["11", "51", "00"] {
+                    let body = callback(paying, code: code)
+                    deliveries.append((body, "evt_\(index)_\(code)"))
+                    deliveries.append((body, "evt_\(index)_\(code)"))
+                }
+            }
+            var generator = SystemRandomNumberGenerator()
+            deliveries.shuffle(using: &generator)
+            let shuffled = deliveries
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (body, id) in shuffled {
+                    group.addTask {
+                        let response = try await service.postCallback(body, id: id)
+                        #expect(response.status == 200)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for paying in payings {
+                let (intent, dossier) = try await state(service, paying)
+                #expect(intent.status == .succeeded)
+                #expect(dossier.amountPaid == paying.intent.amount)
+                let kinds = try await service.db.withConnection { db in try await IntentStore.events(intentID: paying.intent.id, on: db) }
+                    .map(\.kind)
+                #expect(kinds.filter { ["payment_succeeded", "late_success_after_expiry", "success_after_failure"].contains($0) }.count == 1)
+            }
+            #expect(try await count(service, "SELECT count(*) FROM inbound_messages WHERE is_final") == 120)
+            #expect(try await count(service, "SELECT count(*) FROM outbox_notifications") == 40)
+        }
+    }
+}

@@ -118,60 +118,64 @@ extension AgencyCode {
     init(uncheckedRawValue: String) { rawValue = uncheckedRawValue }
 }
 
-/// The portal's partner code (`MaDoiTac`) of a province or agency system, e.g. `BTH`.
-public struct PartnerCode: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
-    public let rawValue: String
+/// An identifier of the portal's wire made of 1…`maximumLength` characters of `[A-Za-z0-9]`.
+public protocol AlphanumericIdentifier: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible
+where RawValue == String {
+    static var maximumLength: Int { get }
+    init(unchecked rawValue: String)
+}
 
+extension AlphanumericIdentifier {
     public init?(rawValue: String) {
         let bytes = rawValue.utf8
-        guard (1...16).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
-        self.rawValue = rawValue
+        guard (1...Self.maximumLength).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
+        self.init(unchecked: rawValue)
     }
 
     public var description: String { rawValue }
+
+    /// `prefix` and random characters of Crockford base32 up to `length`; with the lengths used
+    /// here that is 88 bits or more, so a collision is practically impossible (the database's
+    /// unique key is the guarantee).
+    static func random(prefix: String, length: Int, using generator: inout some RandomNumberGenerator) -> Self {
+        precondition(length <= maximumLength)
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+        var text = prefix
+        while text.count < length { text.append(alphabet[Int.random(in: 0..<alphabet.count, using: &generator)]) }
+        return Self(unchecked: text)
+    }
+}
+
+/// The portal's partner code (`MaDoiTac`) of a province or agency system, e.g. `BTH`.
+public struct PartnerCode: AlphanumericIdentifier {
+    public static let maximumLength = 16
+    public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 }
 
 /// The service's own reference for one payment attempt (`MaThamChieu`): 1–20 of `[A-Za-z0-9]`,
 /// unique per partner forever.
-public struct PaymentReference: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+public struct PaymentReference: AlphanumericIdentifier {
+    public static let maximumLength = 20
     public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 
-    public init?(rawValue: String) {
-        let bytes = rawValue.utf8
-        guard (1...20).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
-        self.rawValue = rawValue
-    }
-
-    /// A fresh reference: `PI` and 18 characters of Crockford base32 (about 88 bits), which makes a
-    /// collision practically impossible; the database's unique key is the guarantee.
+    /// A fresh reference: `PI` and 18 random characters.
     public static func random(using generator: inout some RandomNumberGenerator) -> PaymentReference {
-        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-        var text = "PI"
-        for _ in 0..<18 { text.append(alphabet[Int.random(in: 0..<alphabet.count, using: &generator)]) }
-        return PaymentReference(rawValue: text)!
+        random(prefix: "PI", length: 20, using: &generator)
     }
-
-    public var description: String { rawValue }
 }
 
 /// A refund request's id at the gateway (`MaYeuCau`): 1–32 of `[A-Za-z0-9]`, unique per partner.
-public struct RefundRequestID: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+public struct RefundRequestID: AlphanumericIdentifier {
+    public static let maximumLength = 32
     public let rawValue: String
+    public init(unchecked rawValue: String) { self.rawValue = rawValue }
 
-    public init?(rawValue: String) {
-        let bytes = rawValue.utf8
-        guard (1...32).contains(bytes.count), bytes.allSatisfy(\.isAlphanumeric) else { return nil }
-        self.rawValue = rawValue
-    }
-
+    /// A fresh request id: `RF` and 22 random characters.
     public static func random(using generator: inout some RandomNumberGenerator) -> RefundRequestID {
-        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-        var text = "RF"
-        for _ in 0..<22 { text.append(alphabet[Int.random(in: 0..<alphabet.count, using: &generator)]) }
-        return RefundRequestID(rawValue: text)!
+        random(prefix: "RF", length: 24, using: &generator)
     }
-
-    public var description: String { rawValue }
 }
 
 /// Validation of free-text names (procedure, agency, applicant, fee line): 1–200 Unicode

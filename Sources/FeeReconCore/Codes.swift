@@ -179,29 +179,43 @@ public struct RefundRequestID: AlphanumericIdentifier {
 }
 
 /// Validation of free-text names (procedure, agency, applicant, fee line): 1–200 Unicode
-/// characters, no control characters.
+/// characters, no control characters. "Characters" are code points, as the gateway counts them
+/// (PROTOCOL.md, Clarifications): a name the dossier API accepts is one the gateway accepts, so
+/// "é" written as `e` + combining accent counts two.
 public enum NameRule {
     public static let maximumLength = 200
 
     public static func validate(_ text: String, field: String, maximum: Int = maximumLength) throws(ValidationError) {
         let trimmed = text.trimmingWhitespace
         guard !trimmed.isEmpty else { throw ValidationError(field: field, reason: "must not be empty") }
-        guard text.count <= maximum else {
-            throw ValidationError(field: field, reason: "must be at most \(maximum) characters (has \(text.count))")
+        let length = text.unicodeScalars.count
+        guard length <= maximum else {
+            throw ValidationError(field: field, reason: "must be at most \(maximum) Unicode characters (has \(length))")
         }
         guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw ValidationError(field: field, reason: "must not contain control characters")
         }
     }
 
-    /// Short codes (procedure code, fee code): 1–64 printable ASCII characters without spaces.
-    public static func validateCode(_ text: String, field: String, maximum: Int = 64) throws(ValidationError) {
+    /// Short codes (procedure code, fee code): 1–50 characters of `[A-Za-z0-9._-]`, the gateway's
+    /// rule for the codes it carries.
+    public static func validateCode(_ text: String, field: String, maximum: Int = 50) throws(ValidationError) {
         let bytes = text.utf8
         guard (1...maximum).contains(bytes.count) else {
             throw ValidationError(field: field, reason: "must be 1–\(maximum) characters")
         }
-        guard bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-            throw ValidationError(field: field, reason: "must be printable ASCII without spaces")
+        guard bytes.allSatisfy(isCodeByte) else {
+            throw ValidationError(field: field, reason: "must contain only letters A–Z, a–z, digits, '.', '_' and '-'")
+        }
+    }
+
+    private static func isCodeByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+            true
+        default:
+            false
         }
     }
 }

@@ -46,6 +46,18 @@ import Testing
         #expect(throws: ValidationError.self) { try NameRule.validate(String(repeating: "ệ", count: 201), field: "n") }
         #expect(throws: ValidationError.self) { try NameRule.validate("   ", field: "n") }
         #expect(throws: ValidationError.self) { try NameRule.validate("a\u{0}b", field: "n") }
+        // Code points, as the gateway counts: 200 decomposed "é" are 400 characters.
+        #expect(throws: ValidationError.self) { try NameRule.validate(String(repeating: "e\u{0301}", count: 200), field: "n") }
+        try NameRule.validate(String(repeating: "e\u{0301}", count: 100), field: "n")
+    }
+
+    @Test func codes() throws {
+        try NameRule.validateCode("1.001234", field: "c")
+        try NameRule.validateCode("LP_01-a", field: "c")
+        try NameRule.validateCode(String(repeating: "9", count: 50), field: "c")
+        for bad in ["", "1.001234/2", "LP 01", "Lệ", String(repeating: "9", count: 51)] {
+            #expect(throws: ValidationError.self, "\(bad)") { try NameRule.validateCode(bad, field: "c") }
+        }
     }
 }
 

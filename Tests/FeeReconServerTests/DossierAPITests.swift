@@ -85,6 +85,8 @@ import Testing
         BadRequest(name: "string amount", path: "/v1/dossiers/\(code)", body: Fixtures.dossierBody(amounts: [1]).replacing(#""amount":1"#, with: #""amount":"1""#), status: 400, type: "validation-failed"),
         BadRequest(name: "51 fee lines", path: "/v1/dossiers/\(code)", body: Fixtures.dossierBody(amounts: Array(repeating: 1000, count: 51)), status: 400, type: "validation-failed"),
         BadRequest(name: "no fee lines", path: "/v1/dossiers/\(code)", body: Fixtures.dossierBody(amounts: []), status: 400, type: "validation-failed"),
+        BadRequest(name: "name of 400 code points", path: "/v1/dossiers/\(code)", body: Fixtures.dossierBody(applicant: String(repeating: "e\u{0301}", count: 200)), status: 400, type: "validation-failed"),
+        BadRequest(name: "procedure code with a slash", path: "/v1/dossiers/\(code)", body: Array(#"{"procedureCode":"1.001234/2","procedureName":"x","applicantName":"y","feeLines":[{"kind":"fee","code":"L","name":"n","amount":1}]}"#.utf8), status: 400, type: "validation-failed"),
         BadRequest(name: "name over 200", path: "/v1/dossiers/\(code)", body: Fixtures.dossierBody(applicant: String(repeating: "Ấ", count: 201)), status: 400, type: "validation-failed"),
         BadRequest(name: "unknown fee kind", path: "/v1/dossiers/\(code)", body: Fixtures.dossierBody(amounts: [1]).replacing(#""kind":"charge""#, with: #""kind":"tax""#), status: 400, type: "validation-failed"),
         BadRequest(name: "missing field", path: "/v1/dossiers/\(code)", body: Array(#"{"procedureCode":"1","procedureName":"x","feeLines":[]}"#.utf8), status: 400, type: "validation-failed"),

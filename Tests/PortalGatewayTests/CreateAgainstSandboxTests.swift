@@ -106,12 +106,13 @@ import Testing
     static let malformedRequests: [(String, @Sendable (inout CreatePaymentRequest) -> Void)] = [
         ("applicant name of 201 characters", { $0.applicantName = String(repeating: "Ư", count: 201) }),
         // 200 characters as Swift counts them (grapheme clusters), but 400 Unicode code points:
-        // the gateway counts code points, as PROTOCOL.md's "Unicode characters" reads.
+        // the gateway counts code points, as PROTOCOL.md's "Unicode characters" reads (and so
+        // does the dossier API's NameRule).
         ("applicant name of 200 decomposed characters", { $0.applicantName = String(repeating: "e\u{0301}", count: 200) }),
         ("procedure name of 201 characters", { $0.procedureName = String(repeating: "a", count: 201) }),
         ("fee line name of 201 characters", { $0.feeLines[0].name = String(repeating: "x", count: 201) }),
-        // The dossier API lets any printable ASCII through as a code; the sandbox's codes are
-        // [A-Za-z0-9._-] (its choice where PROTOCOL.md is silent).
+        // The sandbox's codes are [A-Za-z0-9._-] (its choice where PROTOCOL.md is silent); the
+        // dossier API's NameRule.validateCode refuses the same, so this never reaches a gateway.
         ("procedure code with a slash", { $0.procedureCode = "1.001234/2" }),
         ("description of 256 characters", { $0.description = String(repeating: "d", count: 256) }),
         ("empty applicant name", { $0.applicantName = "" }),

@@ -76,7 +76,7 @@ struct Serve: AsyncParsableCommand {
             }
             let appSettings = AppSettings(
                 host: settings.host, port: settings.port, endpoints: PublicEndpoints(baseURL: settings.publicURL),
-                paymentWindow: settings.paymentWindow, demo: demo)
+                paymentWindow: settings.paymentWindow, demo: demo, runWorkers: settings.runWorkers)
             let publicURL = settings.publicURL
             let app = try await buildApplication(settings: appSettings, dependencies: dependencies, logger: logger) { port in
                 print("FeeRecon is listening on \(settings.host):\(port)")
@@ -115,6 +115,8 @@ struct ServiceEnvironment {
     var http: CurlHTTPClient.Configuration
     var paymentWindow: Duration?
     var notificationSecrets: [WebhookSecret]
+    /// Whether this replica runs the janitor and the outbox worker (any number of replicas may).
+    var runWorkers: Bool
 
     init(environment env: [String: String], listen: String?, databaseURL: String?, publicURL: String?, gatewayURL: String?) throws {
         let listenText = listen ?? env["FEERECON_LISTEN"] ?? "127.0.0.1:8080"
@@ -171,6 +173,11 @@ struct ServiceEnvironment {
                 certificateFile: cert, privateKeyFile: key, privateKeyPassword: try Self.secret("FEERECON_GATEWAY_CLIENT_KEY_PASSWORD", env))
         }
         self.http = http
+        switch env["FEERECON_RUN_WORKERS"]?.lowercased() {
+        case nil, "", "true", "1", "yes": runWorkers = true
+        case "false", "0", "no": runWorkers = false
+        default: throw ValidationError("FEERECON_RUN_WORKERS must be true or false")
+        }
         paymentWindow = env["FEERECON_PAYMENT_WINDOW_SECONDS"].flatMap(Int.init).map { .seconds($0) }
         notificationSecrets = try (Self.secret("FEERECON_NOTIFY_SECRETS", env) ?? "")
             .split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })

@@ -68,8 +68,9 @@ struct CallbackIngest: AsyncParsableCommand {
         let key = try WebhookSecret(try readSecretArgument(secret))
         let signer = WebhookSigner(secret: key)
         let verifier = WebhookVerifier(secret: key)
-        let intents = Array(try readRecords(intentsFile).dropFirst(offset))
-        guard !intents.isEmpty else { throw ValidationError("no intents left after --offset \(offset)") }
+        let intents = try RecordFile(path: intentsFile)
+        let offset = self.offset
+        guard intents.count > offset else { throw ValidationError("no intents left after --offset \(offset)") }
         let client = try makeLoadClient(connections: connections, timeout: timeout)
         let endpoint = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/v1/callbacks/portal"
         let success = Array(#""MaLoi":"00""#.utf8)
@@ -77,7 +78,7 @@ struct CallbackIngest: AsyncParsableCommand {
         let outcomes = Counters()
 
         @Sendable func body(_ item: Int, attempt: Int) -> [UInt8] {
-            let fields = intents[item]
+            let fields = intents.fields(offset + item)
             return Array("""
                 {"LoaiBanTin":"KETQUA","MaLoi":"00","MaDoiTac":"\(partner)","MaThamChieu":"\(fields[0])",\
                 "MaGiaoDich":"\(fields[1])","SoTien":\(fields[2]),"MaTienTe":"VND","MaNganHang":"VCB",\
@@ -87,7 +88,7 @@ struct CallbackIngest: AsyncParsableCommand {
         }
 
         let report = await runClosedLoop(
-            concurrency: connections, duration: duration, items: ItemSource(count: intents.count),
+            concurrency: connections, duration: duration, items: ItemSource(count: intents.count - offset),
             makeState: { worker in WorkerState(generator: SplitMix64(seed: UInt64(worker) &* 0x9E37_79B9 &+ 7)) },
             step: { state, items in
                 let duplicate = !state.answered.isEmpty && Double.random(in: 0..<1, using: &state.generator) < duplicates

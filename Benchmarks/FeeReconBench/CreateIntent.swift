@@ -43,8 +43,9 @@ struct CreateIntent: AsyncParsableCommand {
 
     func run() async throws {
         let key = try readSecretArgument(apiKey)
-        let codes = Array(try readRecords(dossiersFile).dropFirst(offset).map { $0[0] })
-        guard !codes.isEmpty else { throw ValidationError("no dossiers left after --offset \(offset)") }
+        let records = try RecordFile(path: dossiersFile)
+        let offset = self.offset
+        guard records.count > offset else { throw ValidationError("no dossiers left after --offset \(offset)") }
         let client = try makeLoadClient(connections: concurrency, timeout: timeout)
         let base = url.hasSuffix("/") ? String(url.dropLast()) : url
         let body = Array(#"{"payerIp":"203.0.113.7"}"#.utf8)
@@ -52,12 +53,12 @@ struct CreateIntent: AsyncParsableCommand {
         let tag = self.tag
 
         let report = await runClosedLoop(
-            concurrency: concurrency, duration: duration, items: ItemSource(count: codes.count),
+            concurrency: concurrency, duration: duration, items: ItemSource(count: records.count - offset),
             makeState: { _ in () },
             step: { _, items in
                 guard let item = items.take() else { return nil }
                 let request = HTTPClientRequest(
-                    method: .post, url: "\(base)/v1/dossiers/\(codes[item])/payment-intents",
+                    method: .post, url: "\(base)/v1/dossiers/\(records.fields(offset + item)[0])/payment-intents",
                     headers: [
                         "authorization": "Bearer \(key)", "idempotency-key": "\(tag)-\(item)",
                         "content-type": "application/json",

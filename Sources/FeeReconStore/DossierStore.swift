@@ -182,6 +182,32 @@ public enum DossierStore {
             before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
     }
 
+    /// `recomputePaid` for many dossiers in one statement (locked in id order); returns each one's
+    /// coverage by dossier id.
+    public static func recomputePaid(dossierIDs: [Int64], on db: PostgresConnection) async throws -> [Int64: Coverage] {
+        guard !dossierIDs.isEmpty else { return [:] }
+        let rows = try await db.query("""
+            WITH old AS (SELECT id, status FROM dossiers WHERE id = ANY(\(dossierIDs)) ORDER BY id FOR UPDATE),
+                 p AS (SELECT dossier_id, COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
+                       WHERE dossier_id = ANY(\(dossierIDs))
+                         AND status IN ('succeeded', 'refund_pending', 'partially_refunded')
+                       GROUP BY dossier_id)
+            UPDATE dossiers d SET amount_paid = COALESCE(p.total, 0), version = d.version + 1, updated_at = now(),
+                fees_frozen_at = CASE WHEN COALESCE(p.total, 0) > 0 THEN COALESCE(d.fees_frozen_at, now()) ELSE d.fees_frozen_at END
+            FROM old LEFT JOIN p ON p.dossier_id = old.id
+            WHERE d.id = old.id
+            RETURNING d.id, d.code, d.agency_id, d.amount_due, d.amount_paid, old.status, d.status
+            """)
+        var coverage: [Int64: Coverage] = [:]
+        for row in rows {
+            let (id, code, agency, due, paid, before, status) = try row.decode((Int64, String, Int64, Int64, Int64, String, String).self)
+            coverage[id] = Coverage(
+                code: try StoredValue.dossierCode(code), agencyID: agency, amountDue: Money(dong: due), paid: Money(dong: paid),
+                before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
+        }
+        return coverage
+    }
+
     /// Sets where an agency's one-stop system receives notifications.
     public static func setNotifyURL(agencyID: Int64, url: String?, on db: PostgresConnection) async throws {
         try await db.execute("UPDATE agencies SET notify_url = \(url) WHERE id = \(agencyID)")

@@ -332,6 +332,14 @@ struct OutcomeApplier {
 
     /// Writes the "dossier paid" notification for the one-stop system in this transaction.
     func notifyPaid(_ dossier: DossierStore.Coverage, intent: IntentRecord) async throws {
+        let notification = try Self.paidNotification(dossier, intent: intent)
+        try await OutboxStore.enqueue(
+            agencyID: notification.agencyID, dossierID: notification.dossierID, intentID: notification.intentID,
+            event: notification.event, messageID: notification.messageID, payload: notification.payload, on: db)
+    }
+
+    /// The "dossier paid" notification for `intent` having paid `dossier`, ready to enqueue.
+    static func paidNotification(_ dossier: DossierStore.Coverage, intent: IntentRecord) throws -> OutboxStore.NewNotification {
         let messageID = "ntf_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let payload = DossierPaidNotification(
             type: "dossier.paid", id: messageID, dossierCode: dossier.code.rawValue, status: dossier.status.rawValue,
@@ -340,9 +348,9 @@ struct OutcomeApplier {
                 intentId: intent.id.uuidString.lowercased(), reference: intent.reference.rawValue,
                 gatewayTransaction: intent.gatewayTransaction, amount: intent.amount.dong, bankCode: intent.bankCode,
                 paidAt: intent.paidAt))
-        try await OutboxStore.enqueue(
+        return OutboxStore.NewNotification(
             agencyID: dossier.agencyID, dossierID: intent.dossierID, intentID: intent.id, event: "dossier.paid",
-            messageID: messageID, payload: try JSONCoding.encode(payload), on: db)
+            messageID: messageID, payload: try JSONCoding.encode(payload))
     }
 
     /// Marks an intent for review without changing its status, with an event and an exception.

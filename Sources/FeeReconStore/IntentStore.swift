@@ -148,28 +148,34 @@ public enum IntentStore {
         guard IntentStateMachine.allows(from: intent.status, event: event, to: to) else {
             throw ForbiddenTransition(from: intent.status, event: event, to: to)
         }
-        let rows = try await db.query("""
-            UPDATE payment_intents SET
-                status = \(to.rawValue),
-                gateway_txn = COALESCE(\(changes.gatewayTransaction), gateway_txn),
-                checkout_url = COALESCE(\(changes.checkoutURL), checkout_url),
-                expires_at = COALESCE(\(changes.expiresAt), expires_at),
-                bank_code = COALESCE(\(changes.bankCode), bank_code),
-                paid_at = COALESCE(\(changes.paidAt), paid_at),
-                needs_review = needs_review OR \(changes.review != nil),
-                review_reason = COALESCE(review_reason, \(changes.review)),
-                next_check_at = CASE WHEN \(to.isOpen) THEN next_check_at END,
-                version = version + 1,
-                updated_at = now()
-            WHERE id = \(intent.id) AND version = \(intent.version)
-            RETURNING \(fragment: columns)
-            """)
-        guard let row = rows.first else { throw ConcurrentModification(intentID: intent.id) }
         var detail = detail
         if let review = changes.review { detail["review"] = review }
-        try await appendEvent(
-            intentID: intent.id, kind: event, from: intent.status, to: to, source: source, messageID: messageID,
-            actor: actor, detail: detail, on: db)
+        // The update and its event in one statement: the event is written only if the row matched.
+        let rows = try await db.query("""
+            WITH u AS (
+                UPDATE payment_intents SET
+                    status = \(to.rawValue),
+                    gateway_txn = COALESCE(\(changes.gatewayTransaction), gateway_txn),
+                    checkout_url = COALESCE(\(changes.checkoutURL), checkout_url),
+                    expires_at = COALESCE(\(changes.expiresAt), expires_at),
+                    bank_code = COALESCE(\(changes.bankCode), bank_code),
+                    paid_at = COALESCE(\(changes.paidAt), paid_at),
+                    needs_review = needs_review OR \(changes.review != nil),
+                    review_reason = COALESCE(review_reason, \(changes.review)),
+                    next_check_at = CASE WHEN \(to.isOpen) THEN next_check_at END,
+                    version = version + 1,
+                    updated_at = now()
+                WHERE id = \(intent.id) AND version = \(intent.version)
+                RETURNING \(fragment: columns)
+            ), e AS (
+                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
+                SELECT id, \(event.rawValue), \(intent.status.rawValue), \(to.rawValue), \(source.rawValue), \(messageID),
+                       \(actor), \(PostgresJSON(detail))
+                FROM u
+            )
+            SELECT \(fragment: columns) FROM u
+            """)
+        guard let row = rows.first else { throw ConcurrentModification(intentID: intent.id) }
         return try decode(row)
     }
 

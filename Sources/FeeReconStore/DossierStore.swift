@@ -38,9 +38,23 @@ public enum DossierStore {
 
     // MARK: Dossiers
 
+    /// The id and agency of the dossier `code`, without its details.
+    public static func scope(code: DossierCode, on db: PostgresConnection) async throws -> (id: Int64, agencyID: Int64)? {
+        try await db.query("SELECT id, agency_id FROM dossiers WHERE code = \(code.rawValue)").first.map {
+            let (id, agency) = try $0.decode((Int64, Int64).self)
+            return (id, agency)
+        }
+    }
+
+    /// The dossier, its agency, and its fee lines in order as four parallel arrays, so that one
+    /// statement reads all of it.
     private static let columns: PostgresQuery = """
         d.id, d.code, d.procedure_code, d.procedure_name, d.applicant_name, d.amount_due, d.amount_paid, d.status,
-        d.pay_token, d.fees_frozen_at, d.version, d.created_at, d.updated_at, a.id, a.code, a.name, a.partner_code
+        d.pay_token, d.fees_frozen_at, d.version, d.created_at, d.updated_at, a.id, a.code, a.name, a.partner_code,
+        ARRAY(SELECT kind FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no),
+        ARRAY(SELECT code FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no),
+        ARRAY(SELECT name FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no),
+        ARRAY(SELECT amount FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no)
         """
 
     public static func dossier(code: DossierCode, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
@@ -84,12 +98,16 @@ public enum DossierStore {
             code: try StoredValue.agencyCode(try row.decode(column: 14, as: String.self)),
             name: try row.decode(column: 15, as: String.self),
             partner: try StoredValue.partner(try row.decode(column: 16, as: String.self)))
-        let lines = try await db.query(
-            "SELECT kind, code, name, amount FROM dossier_fee_lines WHERE dossier_id = \(id) ORDER BY line_no"
-        ).map { row in
-            let (kind, code, name, amount) = try row.decode((String, String, String, Int64).self)
-            guard let feeKind = FeeKind(rawValue: kind) else { throw StoredValue.Corrupt(what: "fee line kind") }
-            return FeeLine(kind: feeKind, code: code, name: name, amount: Money(dong: amount))
+        let kinds = try row.decode(column: 17, as: [String].self)
+        let codes = try row.decode(column: 18, as: [String].self)
+        let names = try row.decode(column: 19, as: [String].self)
+        let amounts = try row.decode(column: 20, as: [Int64].self)
+        guard codes.count == kinds.count, names.count == kinds.count, amounts.count == kinds.count else {
+            throw StoredValue.Corrupt(what: "fee lines")
+        }
+        let lines = try kinds.indices.map { i in
+            guard let feeKind = FeeKind(rawValue: kinds[i]) else { throw StoredValue.Corrupt(what: "fee line kind") }
+            return FeeLine(kind: feeKind, code: codes[i], name: names[i], amount: Money(dong: amounts[i]))
         }
         return DossierRecord(
             id: id, code: try StoredValue.dossierCode(code), agency: agency, procedureCode: procedureCode,

@@ -89,17 +89,21 @@ public enum IntentStore {
         createRequest: [UInt8], source: EventSource, actor: String?, firstCheck: Duration? = nil, on db: PostgresConnection
     ) async throws -> IntentRecord {
         let checkAfter = firstCheck.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
+        let detail = ["amount": "\(amount.dong)", "reference": reference.rawValue]
         let rows = try await db.query("""
-            INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
-            VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
-                    now() + \(checkAfter) * interval '1 millisecond')
-            RETURNING \(fragment: columns)
+            WITH i AS (
+                INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
+                VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
+                        now() + \(checkAfter) * interval '1 millisecond')
+                RETURNING \(fragment: columns)
+            ), e AS (
+                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
+                SELECT id, \(IntentEventKind.created.rawValue), NULL, 'created', \(source.rawValue), NULL, \(actor), \(PostgresJSON(detail))
+                FROM i
+            )
+            SELECT \(fragment: columns) FROM i
             """)
-        let intent = try decode(rows[0])
-        try await appendEvent(
-            intentID: id, kind: .created, from: nil, to: .created, source: source, messageID: nil, actor: actor,
-            detail: ["amount": "\(amount.dong)", "reference": reference.rawValue], on: db)
-        return intent
+        return try decode(rows[0])
     }
 
     /// What a transition changes besides the status.

@@ -59,7 +59,7 @@ public struct PortalNotifications: Sendable {
         }
         let wire: WireCallback
         do {
-            wire = try JSONDecoder().decode(WireCallback.self, from: Data(body))
+            wire = try WireCallback.decodeFlat(body) ?? JSONDecoder().decode(WireCallback.self, from: Data(body))
         } catch {
             return .malformed(reason: "a required field is missing or has the wrong type", messageType: "unparsed", reference: nil)
         }

@@ -174,6 +174,18 @@ public struct PaymentService: Sendable {
         } catch {
             outcome = .failure(error)
         }
+        // The usual case: the intent is as this request committed it, so the acceptance is one
+        // statement, conditional on its version; if anything moved it meanwhile, the locked path.
+        if intent.status == .created, case .success(.accepted(let txn, let url, let deadline)) = outcome {
+            do {
+                return try await database.withConnection { db in
+                    try await IntentStore.transition(
+                        intent, to: .pending, event: .gatewayAccepted,
+                        changes: .init(gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds))),
+                        source: .gatewayReply, on: db)
+                }
+            } catch is IntentStore.ConcurrentModification {}
+        }
         return try await database.withTransaction { db in
             guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
             // A callback may already have moved it on; then there is nothing to record here.

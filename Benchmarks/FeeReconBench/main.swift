@@ -6,7 +6,7 @@ struct FeeReconBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "feerecon-bench",
         abstract: "Load generators for the scripts under Benchmarks/.",
-        subcommands: [DBIngest.self]
+        subcommands: [DBIngest.self, CreateIntent.self, SandboxCreate.self, CallbackIngest.self]
     )
 }
 

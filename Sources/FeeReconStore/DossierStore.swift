@@ -38,9 +38,23 @@ public enum DossierStore {
 
     // MARK: Dossiers
 
+    /// The id and agency of the dossier `code`, without its details.
+    public static func scope(code: DossierCode, on db: PostgresConnection) async throws -> (id: Int64, agencyID: Int64)? {
+        try await db.query("SELECT id, agency_id FROM dossiers WHERE code = \(code.rawValue)").first.map {
+            let (id, agency) = try $0.decode((Int64, Int64).self)
+            return (id, agency)
+        }
+    }
+
+    /// The dossier, its agency, and its fee lines in order as four parallel arrays, so that one
+    /// statement reads all of it.
     private static let columns: PostgresQuery = """
         d.id, d.code, d.procedure_code, d.procedure_name, d.applicant_name, d.amount_due, d.amount_paid, d.status,
-        d.pay_token, d.fees_frozen_at, d.version, d.created_at, d.updated_at, a.id, a.code, a.name, a.partner_code
+        d.pay_token, d.fees_frozen_at, d.version, d.created_at, d.updated_at, a.id, a.code, a.name, a.partner_code,
+        ARRAY(SELECT kind FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no),
+        ARRAY(SELECT code FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no),
+        ARRAY(SELECT name FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no),
+        ARRAY(SELECT amount FROM dossier_fee_lines WHERE dossier_id = d.id ORDER BY line_no)
         """
 
     public static func dossier(code: DossierCode, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
@@ -84,12 +98,16 @@ public enum DossierStore {
             code: try StoredValue.agencyCode(try row.decode(column: 14, as: String.self)),
             name: try row.decode(column: 15, as: String.self),
             partner: try StoredValue.partner(try row.decode(column: 16, as: String.self)))
-        let lines = try await db.query(
-            "SELECT kind, code, name, amount FROM dossier_fee_lines WHERE dossier_id = \(id) ORDER BY line_no"
-        ).map { row in
-            let (kind, code, name, amount) = try row.decode((String, String, String, Int64).self)
-            guard let feeKind = FeeKind(rawValue: kind) else { throw StoredValue.Corrupt(what: "fee line kind") }
-            return FeeLine(kind: feeKind, code: code, name: name, amount: Money(dong: amount))
+        let kinds = try row.decode(column: 17, as: [String].self)
+        let codes = try row.decode(column: 18, as: [String].self)
+        let names = try row.decode(column: 19, as: [String].self)
+        let amounts = try row.decode(column: 20, as: [Int64].self)
+        guard codes.count == kinds.count, names.count == kinds.count, amounts.count == kinds.count else {
+            throw StoredValue.Corrupt(what: "fee lines")
+        }
+        let lines = try kinds.indices.map { i in
+            guard let feeKind = FeeKind(rawValue: kinds[i]) else { throw StoredValue.Corrupt(what: "fee line kind") }
+            return FeeLine(kind: feeKind, code: codes[i], name: names[i], amount: Money(dong: amounts[i]))
         }
         return DossierRecord(
             id: id, code: try StoredValue.dossierCode(code), agency: agency, procedureCode: procedureCode,
@@ -180,6 +198,32 @@ public enum DossierStore {
         return Coverage(
             code: try StoredValue.dossierCode(code), agencyID: agency, amountDue: Money(dong: due), paid: Money(dong: paid),
             before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
+    }
+
+    /// `recomputePaid` for many dossiers in one statement (locked in id order); returns each one's
+    /// coverage by dossier id.
+    public static func recomputePaid(dossierIDs: [Int64], on db: PostgresConnection) async throws -> [Int64: Coverage] {
+        guard !dossierIDs.isEmpty else { return [:] }
+        let rows = try await db.query("""
+            WITH old AS (SELECT id, status FROM dossiers WHERE id = ANY(\(dossierIDs)) ORDER BY id FOR UPDATE),
+                 p AS (SELECT dossier_id, COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
+                       WHERE dossier_id = ANY(\(dossierIDs))
+                         AND status IN ('succeeded', 'refund_pending', 'partially_refunded')
+                       GROUP BY dossier_id)
+            UPDATE dossiers d SET amount_paid = COALESCE(p.total, 0), version = d.version + 1, updated_at = now(),
+                fees_frozen_at = CASE WHEN COALESCE(p.total, 0) > 0 THEN COALESCE(d.fees_frozen_at, now()) ELSE d.fees_frozen_at END
+            FROM old LEFT JOIN p ON p.dossier_id = old.id
+            WHERE d.id = old.id
+            RETURNING d.id, d.code, d.agency_id, d.amount_due, d.amount_paid, old.status, d.status
+            """)
+        var coverage: [Int64: Coverage] = [:]
+        for row in rows {
+            let (id, code, agency, due, paid, before, status) = try row.decode((Int64, String, Int64, Int64, Int64, String, String).self)
+            coverage[id] = Coverage(
+                code: try StoredValue.dossierCode(code), agencyID: agency, amountDue: Money(dong: due), paid: Money(dong: paid),
+                before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
+        }
+        return coverage
     }
 
     /// Sets where an agency's one-stop system receives notifications.

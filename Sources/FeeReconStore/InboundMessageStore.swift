@@ -72,6 +72,49 @@ public enum InboundMessageStore {
         return try rows.first?.decode(Int64.self)
     }
 
+    /// Stores many messages about known intents in one statement; returns each one's id in input
+    /// order, or nil where another delivery of the same webhook-id already holds a final answer.
+    /// Every message must have a reference and an intent, and the (partner, webhook-id) pairs
+    /// must be distinct.
+    public static func insert(
+        many messages: [NewMessage], on db: PostgresConnection
+    ) async throws -> [Int64?] {
+        guard !messages.isEmpty else { return [] }
+        var partners: [String] = [], webhookIDs: [String] = [], types: [String] = [], headers: [String] = []
+        var bodies: [[UInt8]] = [], references: [String] = [], intents: [UUID] = [], codes: [String] = []
+        var replies: [[UInt8]] = []
+        for message in messages {
+            guard let reference = message.reference, let intent = message.intentID else {
+                preconditionFailure("insert(many:) takes messages about known intents only")
+            }
+            partners.append(message.partner.rawValue)
+            webhookIDs.append(message.webhookID)
+            types.append(message.messageType)
+            headers.append(JSONText.array(of: message.headers))
+            bodies.append(message.body)
+            references.append(reference)
+            intents.append(intent)
+            codes.append(message.resultCode)
+            replies.append(message.replyBody)
+        }
+        let rows = try await db.query("""
+            INSERT INTO inbound_messages
+                (partner_code, webhook_id, message_type, headers, body, reference, intent_id, result_code, reply_body)
+            SELECT p, w, t, h::jsonb, b, r, i, c, rb
+            FROM unnest(\(partners), \(webhookIDs), \(types), \(headers), \(bodies), \(references), \(intents), \(codes),
+                        \(replies)) WITH ORDINALITY AS m(p, w, t, h, b, r, i, c, rb, n)
+            ORDER BY n
+            ON CONFLICT (partner_code, webhook_id) WHERE is_final DO NOTHING
+            RETURNING id, partner_code, webhook_id
+            """)
+        var ids: [String: Int64] = [:]
+        for row in rows {
+            let (id, partner, webhookID) = try row.decode((Int64, String, String).self)
+            ids[partner + "/" + webhookID] = id
+        }
+        return messages.map { ids[$0.partner.rawValue + "/" + $0.webhookID] }
+    }
+
     public static func count(on db: PostgresConnection) async throws -> Int64 {
         try await db.query("SELECT count(*) FROM inbound_messages")[0].decode(Int64.self)
     }

@@ -89,17 +89,21 @@ public enum IntentStore {
         createRequest: [UInt8], source: EventSource, actor: String?, firstCheck: Duration? = nil, on db: PostgresConnection
     ) async throws -> IntentRecord {
         let checkAfter = firstCheck?.wholeMilliseconds
+        let detail = ["amount": "\(amount.dong)", "reference": reference.rawValue]
         let rows = try await db.query("""
-            INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
-            VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
-                    now() + \(checkAfter) * interval '1 millisecond')
-            RETURNING \(fragment: columns)
+            WITH i AS (
+                INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
+                VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
+                        now() + \(checkAfter) * interval '1 millisecond')
+                RETURNING \(fragment: columns)
+            ), e AS (
+                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
+                SELECT id, \(IntentEventKind.created.rawValue), NULL, 'created', \(source.rawValue), NULL, \(actor), \(PostgresJSON(detail))
+                FROM i
+            )
+            SELECT \(fragment: columns) FROM i
             """)
-        let intent = try decode(rows[0])
-        try await appendEvent(
-            intentID: id, kind: .created, from: nil, to: .created, source: source, messageID: nil, actor: actor,
-            detail: ["amount": "\(amount.dong)", "reference": reference.rawValue], on: db)
-        return intent
+        return try decode(rows[0])
     }
 
     /// What a transition changes besides the status.
@@ -148,29 +152,131 @@ public enum IntentStore {
         guard IntentStateMachine.allows(from: intent.status, event: event, to: to) else {
             throw ForbiddenTransition(from: intent.status, event: event, to: to)
         }
-        let rows = try await db.query("""
-            UPDATE payment_intents SET
-                status = \(to.rawValue),
-                gateway_txn = COALESCE(\(changes.gatewayTransaction), gateway_txn),
-                checkout_url = COALESCE(\(changes.checkoutURL), checkout_url),
-                expires_at = COALESCE(\(changes.expiresAt), expires_at),
-                bank_code = COALESCE(\(changes.bankCode), bank_code),
-                paid_at = COALESCE(\(changes.paidAt), paid_at),
-                needs_review = needs_review OR \(changes.review != nil),
-                review_reason = COALESCE(review_reason, \(changes.review)),
-                next_check_at = CASE WHEN \(to.isOpen) THEN next_check_at END,
-                version = version + 1,
-                updated_at = now()
-            WHERE id = \(intent.id) AND version = \(intent.version)
-            RETURNING \(fragment: columns)
-            """)
-        guard let row = rows.first else { throw ConcurrentModification(intentID: intent.id) }
         var detail = detail
         if let review = changes.review { detail["review"] = review }
-        try await appendEvent(
-            intentID: intent.id, kind: event, from: intent.status, to: to, source: source, messageID: messageID,
-            actor: actor, detail: detail, on: db)
+        // The update and its event in one statement: the event is written only if the row matched.
+        let rows = try await db.query("""
+            WITH u AS (
+                UPDATE payment_intents SET
+                    status = \(to.rawValue),
+                    gateway_txn = COALESCE(\(changes.gatewayTransaction), gateway_txn),
+                    checkout_url = COALESCE(\(changes.checkoutURL), checkout_url),
+                    expires_at = COALESCE(\(changes.expiresAt), expires_at),
+                    bank_code = COALESCE(\(changes.bankCode), bank_code),
+                    paid_at = COALESCE(\(changes.paidAt), paid_at),
+                    needs_review = needs_review OR \(changes.review != nil),
+                    review_reason = COALESCE(review_reason, \(changes.review)),
+                    next_check_at = CASE WHEN \(to.isOpen) THEN next_check_at END,
+                    version = version + 1,
+                    updated_at = now()
+                WHERE id = \(intent.id) AND version = \(intent.version)
+                RETURNING \(fragment: columns)
+            ), e AS (
+                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
+                SELECT id, \(event.rawValue), \(intent.status.rawValue), \(to.rawValue), \(source.rawValue), \(messageID),
+                       \(actor), \(PostgresJSON(detail))
+                FROM u
+            )
+            SELECT \(fragment: columns) FROM u
+            """)
+        guard let row = rows.first else { throw ConcurrentModification(intentID: intent.id) }
         return try decode(row)
+    }
+
+    /// One edge of `transition(many:)`: the intent as read (and locked), where it goes, and the
+    /// message that moved it.
+    public struct Transition: Sendable {
+        public var intent: IntentRecord
+        public var to: IntentStatus
+        public var event: IntentEventKind
+        /// Only `gatewayTransaction`, `bankCode` and `paidAt` may be set.
+        public var changes: Changes
+        public var messageID: Int64
+        public var detail: [String: String]
+
+        public init(
+            intent: IntentRecord, to: IntentStatus, event: IntentEventKind, changes: Changes, messageID: Int64,
+            detail: [String: String]
+        ) {
+            self.intent = intent
+            self.to = to
+            self.event = event
+            self.changes = changes
+            self.messageID = messageID
+            self.detail = detail
+        }
+    }
+
+    /// `transition` for many distinct intents in one statement, as a batch of callbacks needs it:
+    /// every edge is checked against the state graph, every row updated under its version, and
+    /// every event written. Returns the updated intents in input order. Fails if an edge is not in
+    /// the graph or any row changed since it was read; the caller's transaction must then roll
+    /// back, as `withTransaction` does.
+    public static func transition(
+        many transitions: [Transition], source: EventSource, on db: PostgresConnection
+    ) async throws -> [IntentRecord] {
+        guard !transitions.isEmpty else { return [] }
+        precondition(Set(transitions.map(\.intent.id)).count == transitions.count, "one transition per intent")
+        var ids: [UUID] = [], versions: [Int32] = [], from: [String] = [], to: [String] = [], kinds: [String] = []
+        var txns: [String] = [], hasTxn: [Bool] = [], banks: [String] = [], hasBank: [Bool] = []
+        var paid: [Date] = [], hasPaid: [Bool] = [], open: [Bool] = [], messages: [Int64] = [], details: [String] = []
+        for t in transitions {
+            guard IntentStateMachine.allows(from: t.intent.status, event: t.event, to: t.to) else {
+                throw ForbiddenTransition(from: t.intent.status, event: t.event, to: t.to)
+            }
+            precondition(
+                t.changes.checkoutURL == nil && t.changes.expiresAt == nil && t.changes.review == nil,
+                "transition(many:) sets the gateway transaction, bank and payment time only")
+            ids.append(t.intent.id)
+            versions.append(t.intent.version)
+            from.append(t.intent.status.rawValue)
+            to.append(t.to.rawValue)
+            kinds.append(t.event.rawValue)
+            txns.append(t.changes.gatewayTransaction ?? "")
+            hasTxn.append(t.changes.gatewayTransaction != nil)
+            banks.append(t.changes.bankCode ?? "")
+            hasBank.append(t.changes.bankCode != nil)
+            paid.append(t.changes.paidAt ?? Date(timeIntervalSince1970: 0))
+            hasPaid.append(t.changes.paidAt != nil)
+            open.append(t.to.isOpen)
+            messages.append(t.messageID)
+            details.append(JSONText.object(t.detail))
+        }
+        let rows = try await db.query("""
+            WITH v AS (
+                SELECT * FROM unnest(\(ids), \(versions), \(from), \(to), \(kinds), \(txns), \(hasTxn), \(banks), \(hasBank),
+                                     \(paid), \(hasPaid), \(open), \(messages), \(details))
+                    WITH ORDINALITY AS v(id, version, from_status, to_status, kind, txn, has_txn, bank, has_bank, paid_at,
+                                         has_paid, open, message_id, detail, n)
+            ), u AS (
+                UPDATE payment_intents p SET
+                    status = v.to_status,
+                    gateway_txn = CASE WHEN v.has_txn THEN v.txn ELSE p.gateway_txn END,
+                    bank_code = CASE WHEN v.has_bank THEN v.bank ELSE p.bank_code END,
+                    paid_at = CASE WHEN v.has_paid THEN v.paid_at ELSE p.paid_at END,
+                    next_check_at = CASE WHEN v.open THEN p.next_check_at END,
+                    version = p.version + 1,
+                    updated_at = now()
+                FROM v
+                WHERE p.id = v.id AND p.version = v.version
+                RETURNING \(fragment: prefixed)
+            ), e AS (
+                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, detail)
+                SELECT v.id, v.kind, v.from_status, v.to_status, \(source.rawValue), v.message_id, v.detail::jsonb
+                FROM v JOIN u ON u.id = v.id
+                ORDER BY v.n
+            )
+            SELECT \(fragment: columns) FROM u
+            """)
+        var updated: [UUID: IntentRecord] = [:]
+        for row in rows {
+            let intent = try decode(row)
+            updated[intent.id] = intent
+        }
+        return try transitions.map { t in
+            guard let intent = updated[t.intent.id] else { throw ConcurrentModification(intentID: t.intent.id) }
+            return intent
+        }
     }
 
     // MARK: Janitor

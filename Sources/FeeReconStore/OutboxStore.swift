@@ -58,6 +58,38 @@ public enum OutboxStore {
             """)
     }
 
+    /// A notification to write with `enqueue(many:)`.
+    public struct NewNotification: Sendable {
+        public var agencyID: Int64
+        public var dossierID: Int64
+        public var intentID: UUID
+        public var event: String
+        public var messageID: String
+        public var payload: [UInt8]
+
+        public init(agencyID: Int64, dossierID: Int64, intentID: UUID, event: String, messageID: String, payload: [UInt8]) {
+            self.agencyID = agencyID
+            self.dossierID = dossierID
+            self.intentID = intentID
+            self.event = event
+            self.messageID = messageID
+            self.payload = payload
+        }
+    }
+
+    /// Writes many notifications due now in one statement, in the caller's transaction.
+    public static func enqueue(many notifications: [NewNotification], on db: PostgresConnection) async throws {
+        guard !notifications.isEmpty else { return }
+        try await db.execute("""
+            INSERT INTO outbox_notifications (agency_id, dossier_id, intent_id, event, message_id, payload, next_attempt_at)
+            SELECT a, d, i, e, m, p, now()
+            FROM unnest(\(notifications.map(\.agencyID)), \(notifications.map(\.dossierID)), \(notifications.map(\.intentID)),
+                        \(notifications.map(\.event)), \(notifications.map(\.messageID)), \(notifications.map(\.payload)))
+                WITH ORDINALITY AS x(a, d, i, e, m, p, n)
+            ORDER BY n
+            """)
+    }
+
     /// Claims up to `limit` due notifications with the agency's URL, leasing them for `lease`.
     public static func claimDue(
         limit: Int, lease: Duration, on db: PostgresConnection

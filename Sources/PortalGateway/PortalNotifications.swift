@@ -59,7 +59,7 @@ public struct PortalNotifications: Sendable {
         }
         let wire: WireCallback
         do {
-            wire = try JSONDecoder().decode(WireCallback.self, from: Data(body))
+            wire = try WireCallback.decodeFlat(body) ?? JSONDecoder().decode(WireCallback.self, from: Data(body))
         } catch {
             return .malformed(reason: "a required field is missing or has the wrong type", messageType: "unparsed", reference: nil)
         }
@@ -157,8 +157,17 @@ public struct PortalNotifications: Sendable {
     }
 
     private func reply(code: ResultCode) -> Reply {
-        let body = (try? PortalGatewayClient.encode(WireAnswer(MaLoi: code.rawValue, MoTaLoi: code.vietnameseDescription))) ?? []
+        let body = Self.replyBodies[code] ?? Self.answerBody(code)
         return Reply(status: code.httpStatus, code: code.rawValue, body: body, isFinal: Self.finalCodes.contains(code.rawValue))
+    }
+
+    /// The body of every reply this side sends, encoded once: it depends on the code alone.
+    private static let replyBodies: [ResultCode: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: [ResultCode.success, .alreadyConfirmed, .notFound, .amountMismatch, .malformed, .otherError, .invalidSignature]
+            .map { ($0, answerBody($0)) })
+
+    private static func answerBody(_ code: ResultCode) -> [UInt8] {
+        (try? PortalGatewayClient.encode(WireAnswer(MaLoi: code.rawValue, MoTaLoi: code.vietnameseDescription))) ?? []
     }
 
     static let finalCodes: Set<String> = ["00", "02", "03", "04", "94", "95"]

@@ -176,6 +176,112 @@ struct WireCallback: Decodable, Sendable {
     var TrangThaiGD: String?
 }
 
+extension WireCallback {
+    /// The common shape of a callback — one flat object of plain strings (no escapes), integers
+    /// and nulls — read without `JSONDecoder`, which is most of a callback's parsing cost. Nil
+    /// means "not that shape, or not a valid callback": the caller then decodes with
+    /// `JSONDecoder`, whose result (or error) is the reference. The body must have passed
+    /// `StrictJSON.validate`.
+    static func decodeFlat(_ body: [UInt8]) -> WireCallback? {
+        var strings: [String: String] = [:]
+        var integers: [String: Int64] = [:]
+        var i = 0
+        let n = body.count
+        func skipSpace() { while i < n, body[i] == 0x20 || body[i] == 0x09 || body[i] == 0x0A || body[i] == 0x0D { i += 1 } }
+        /// A string without escapes, from the opening quote; nil if it has any.
+        func plainString() -> String? {
+            guard i < n, body[i] == UInt8(ascii: "\"") else { return nil }
+            let start = i + 1
+            var j = start
+            while j < n, body[j] != UInt8(ascii: "\"") {
+                if body[j] == UInt8(ascii: "\\") { return nil }
+                j += 1
+            }
+            guard j < n else { return nil }
+            i = j + 1
+            return String(decoding: body[start..<j], as: UTF8.self)
+        }
+        skipSpace()
+        guard i < n, body[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        skipSpace()
+        if i < n, body[i] == UInt8(ascii: "}") { return nil }
+        while true {
+            skipSpace()
+            guard let key = plainString() else { return nil }
+            skipSpace()
+            guard i < n, body[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            skipSpace()
+            guard i < n else { return nil }
+            switch body[i] {
+            case UInt8(ascii: "\""):
+                guard let value = plainString() else { return nil }
+                strings[key] = value
+            case UInt8(ascii: "n"):
+                i += 4  // null: the same as absent for every field
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                let negative = body[i] == UInt8(ascii: "-")
+                if negative { i += 1 }
+                var value: Int64 = 0
+                while i < n, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(body[i]) {
+                    let (times, o1) = value.multipliedReportingOverflow(by: 10)
+                    let (plus, o2) = times.subtractingReportingOverflow(Int64(body[i] - UInt8(ascii: "0")))
+                    guard !o1, !o2 else { return nil }
+                    value = plus
+                    i += 1
+                }
+                if !negative {
+                    guard value != .min else { return nil }
+                    value = -value
+                }
+                integers[key] = value
+            default:
+                return nil
+            }
+            skipSpace()
+            guard i < n else { return nil }
+            if body[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            guard body[i] == UInt8(ascii: "}") else { return nil }
+            break
+        }
+        // A key the wrong type, or null where a value is required, is JSONDecoder's to report.
+        func string(_ key: String) -> String?? {
+            if let value = strings[key] { return .some(value) }
+            if integers[key] != nil { return nil }
+            return .some(nil)
+        }
+        func integer(_ key: String) -> Int64?? {
+            if let value = integers[key] { return .some(value) }
+            if strings[key] != nil { return nil }
+            return .some(nil)
+        }
+        guard let type = string("LoaiBanTin") ?? nil, let code = string("MaLoi") ?? nil, let partner = string("MaDoiTac") ?? nil,
+              let reference = string("MaThamChieu") ?? nil, let txn = string("MaGiaoDich") ?? nil,
+              let amount = integer("SoTien") ?? nil, let time = string("ThoiGianGD") ?? nil,
+              case .some(let currency) = string("MaTienTe"), case .some(let bank) = string("MaNganHang"),
+              case .some(let info) = string("ThongTinGiaoDich"), case .some(let dossier) = string("MaHoSo"),
+              case .some(let attempt) = integer("LanGui"), case .some(let requestID) = string("MaYeuCau"),
+              case .some(let refundTxn) = string("MaGiaoDichHoan"), case .some(let refundAmount) = integer("SoTienHoan"),
+              case .some(let status) = string("TrangThaiGD")
+        else { return nil }
+        let attemptNumber: Int?
+        if let attempt {
+            guard let value = Int(exactly: attempt) else { return nil }
+            attemptNumber = value
+        } else {
+            attemptNumber = nil
+        }
+        return WireCallback(
+            LoaiBanTin: type, MaLoi: code, MaDoiTac: partner, MaThamChieu: reference, MaGiaoDich: txn, SoTien: amount,
+            MaTienTe: currency, MaNganHang: bank, ThoiGianGD: time, ThongTinGiaoDich: info, MaHoSo: dossier,
+            LanGui: attemptNumber, MaYeuCau: requestID, MaGiaoDichHoan: refundTxn, SoTienHoan: refundAmount, TrangThaiGD: status)
+    }
+}
+
 /// Every reply body: `{"MaLoi":…,"MoTaLoi":…}`.
 struct WireAnswer: Encodable, Sendable {
     var MaLoi: String

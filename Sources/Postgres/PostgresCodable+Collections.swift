@@ -180,6 +180,11 @@ extension UInt8: PostgresArrayElement {
     }
 }
 
+/// `[[UInt8]]` is `bytea[]`, e.g. many bodies for one `INSERT … SELECT FROM unnest(…)`.
+extension Array: PostgresArrayElement where Element == UInt8 {
+    public static var postgresArrayType: PostgresDataType { .byteaArray }
+}
+
 // MARK: - JSON
 
 /// A `Codable` value stored as `jsonb` (encoded with `JSONEncoder`, decoded from json or jsonb).

@@ -77,7 +77,8 @@ struct Serve: AsyncParsableCommand {
             let appSettings = AppSettings(
                 host: settings.host, port: settings.port,
                 endpoints: PublicEndpoints(baseURL: settings.publicURL, callbackURL: settings.callbackURL),
-                paymentWindow: settings.paymentWindow, demo: demo, runWorkers: settings.runWorkers,
+                paymentWindow: settings.paymentWindow, demo: demo, callbackBatchSize: settings.callbackBatchSize,
+                callbackConcurrency: settings.callbackConcurrency, runWorkers: settings.runWorkers,
                 checkSchedule: settings.checkSchedule)
             let publicURL = settings.publicURL
             let app = try await buildApplication(settings: appSettings, dependencies: dependencies, logger: logger) { port in
@@ -122,7 +123,11 @@ struct ServiceEnvironment {
     var paymentWindow: Duration?
     var notificationSecrets: [WebhookSecret]
     var checkSchedule: CheckSchedule
+    /// Whether this replica runs the janitor and the outbox worker (any number of replicas may).
     var runWorkers: Bool
+    /// Group commit of callbacks: at most this many per transaction, this many transactions at once.
+    var callbackBatchSize: Int
+    var callbackConcurrency: Int
 
     init(environment env: [String: String], listen: String?, databaseURL: String?, publicURL: String?, gatewayURL: String?) throws {
         let listenText = listen ?? env["FEERECON_LISTEN"] ?? "127.0.0.1:8080"
@@ -141,6 +146,13 @@ struct ServiceEnvironment {
         if let size = env["FEERECON_DB_POOL_SIZE"] {
             guard let n = Int(size), (1...256).contains(n) else { throw ValidationError("FEERECON_DB_POOL_SIZE must be 1–256") }
             database.pool.maximumConnections = n
+        }
+        // Every statement of the service is a fixed text, so preparing each once per connection
+        // saves the server parsing and planning it on every call.
+        database.preparedStatementCacheCapacity = 256
+        if let size = env["FEERECON_DB_STATEMENT_CACHE"] {
+            guard let n = Int(size), (0...10_000).contains(n) else { throw ValidationError("FEERECON_DB_STATEMENT_CACHE must be 0–10000") }
+            database.preparedStatementCacheCapacity = n
         }
         if database.applicationName == nil { database.applicationName = "feerecon" }
 
@@ -180,6 +192,22 @@ struct ServiceEnvironment {
                 certificateFile: cert, privateKeyFile: key, privateKeyPassword: try Self.secret("FEERECON_GATEWAY_CLIENT_KEY_PASSWORD", env))
         }
         self.http = http
+        let defaults = AppSettings(endpoints: PublicEndpoints(baseURL: self.publicURL))
+        callbackBatchSize = defaults.callbackBatchSize
+        callbackConcurrency = defaults.callbackConcurrency
+        if let text = env["FEERECON_CALLBACK_BATCH_SIZE"] {
+            guard let n = Int(text), (1...1000).contains(n) else { throw ValidationError("FEERECON_CALLBACK_BATCH_SIZE must be 1–1000") }
+            callbackBatchSize = n
+        }
+        if let text = env["FEERECON_CALLBACK_CONCURRENCY"] {
+            guard let n = Int(text), (1...64).contains(n) else { throw ValidationError("FEERECON_CALLBACK_CONCURRENCY must be 1–64") }
+            callbackConcurrency = n
+        }
+        switch env["FEERECON_RUN_WORKERS"]?.lowercased() {
+        case nil, "", "true", "1", "yes": runWorkers = true
+        case "false", "0", "no": runWorkers = false
+        default: throw ValidationError("FEERECON_RUN_WORKERS must be true or false")
+        }
         paymentWindow = env["FEERECON_PAYMENT_WINDOW_SECONDS"].flatMap(Int.init).map { .seconds($0) }
         notificationSecrets = try (Self.secret("FEERECON_NOTIFY_SECRETS", env) ?? "")
             .split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
@@ -200,7 +228,6 @@ struct ServiceEnvironment {
         } else {
             checkSchedule = .standard
         }
-        runWorkers = env["FEERECON_WORKERS"].map { $0 != "off" && $0 != "0" && $0 != "false" } ?? true
     }
 
     /// `250ms`, `30s`, `5m`, `6h`, `1d`.

@@ -228,4 +228,14 @@ struct TypeTests {
             "SELECT count(*) FROM unnest(ARRAY['HS-1','HS-2','HS-3']) AS c WHERE c = ANY(\(codes))")[0].decode(Int64.self)
         #expect(matched == 2)
     }
+
+    @Test func byteaArraysRoundTripThroughUnnest() async throws {
+        let client = try await typesDatabase.value.client
+        let bodies: [[UInt8]] = [[0x7B, 0x00, 0xFF], [], Array("{\"MaLoi\":\"00\"}".utf8)]
+        let rows = try await client.query(
+            "SELECT b, n::int8 FROM unnest(\(bodies)) WITH ORDINALITY AS x(b, n) ORDER BY n")
+        #expect(try rows.map { try $0.decode(([UInt8], Int64).self).0 } == bodies)
+        let echoed = try await client.query("SELECT \(bodies)")[0].decode([[UInt8]].self)
+        #expect(echoed == bodies)
+    }
 }

@@ -71,7 +71,9 @@ struct DossierAPIController {
         if let ip = input.payerIp, !Self.isIPAddress(ip) {
             throw AppError(.validationFailed, "payerIp: must be an IPv4 or IPv6 address", field: "payerIp")
         }
-        guard let (dossier, _) = try await dossiers.dossier(code: code, client: context.client) else {
+        // Only the id and agency are needed here: startPayment reads the dossier under its lock.
+        let scope = try await database.withConnection { db in try await DossierStore.scope(code: code, on: db) }
+        guard let scope, context.client.mayAct(for: scope.agencyID) else {
             throw AppError(.notFound, "no dossier \(code) for this API key")
         }
         var fingerprint = SHA256()
@@ -80,14 +82,14 @@ struct DossierAPIController {
         let idempotency = PaymentService.Idempotency(apiKey: context.client.id, key: key, requestHash: fingerprint.finalize())
 
         let result = try await payments.startPayment(
-            dossierID: dossier.id, payerAddress: input.payerIp ?? context.remoteAddress, requester: .apiClient(context.client),
+            dossierID: scope.id, payerAddress: input.payerIp ?? context.remoteAddress, requester: .apiClient(context.client),
             idempotency: idempotency, requestID: context.requestID)
         switch result {
         case .replay(let status, let body):
             return jsonResponse(bytes: body, status: HTTPResponse.Status(code: status))
         case .intent(let intent, let created):
             let status: HTTPResponse.Status = created ? .created : .ok
-            let bytes = try JSONCoding.encode(IntentView(intent, dossierCode: dossier.code))
+            let bytes = try JSONCoding.encode(IntentView(intent, dossierCode: code))
             try await database.withConnection { db in
                 try await IdempotencyStore.complete(apiKey: context.client.id, key: key, status: Int(status.code), body: bytes, on: db)
             }

@@ -25,6 +25,12 @@ struct CallbackAnswer: Sendable {
 /// the answer it gets, the intent and the dossier follow it, and every change writes its event.
 /// Nothing is acknowledged before the commit. A repeated webhook-id with a final answer gets
 /// that answer again, byte for byte, and changes nothing.
+///
+/// The common case — a payment result for a known pending intent that nothing else in the batch
+/// touches — is applied for the whole batch at once, with the same few statements however many
+/// there are; every other message (unknown reference, amount or transaction mismatch, unknown
+/// code, refund result, conflicting outcome, several messages about one intent or dossier) goes
+/// through `Step` one by one, in arrival order.
 struct CallbackProcessor: Sendable {
     let database: PostgresClient
     let notifications: PortalNotifications
@@ -72,12 +78,15 @@ struct CallbackProcessor: Sendable {
                 }
             }
 
-            var answers: [CallbackAnswer?] = []
+            var answers = [CallbackAnswer?](repeating: nil, count: batch.count)
             var replay: [Int] = []
-            for (index, item) in batch.enumerated() {
+            let plan = BatchPlan(batch: batch, intents: intents, finals: finals)
+            for (index, answer) in try await applyPlain(plan.plain, of: batch, on: db) { answers[index] = answer }
+            for index in plan.oneByOne {
+                let item = batch[index]
                 let key = "\(item.partner.rawValue)/\(item.webhookID)"
                 if let final = finals[key] {
-                    answers.append(CallbackAnswer(code: final.code, body: final.body))
+                    answers[index] = CallbackAnswer(code: final.code, body: final.body)
                     continue
                 }
                 var step = Step(item: item, db: db, notifications: notifications, intents: intents[item.partner] ?? [:])
@@ -86,9 +95,8 @@ struct CallbackProcessor: Sendable {
                 switch outcome {
                 case .answered(let answer, let isFinal):
                     if isFinal { finals[key] = (answer.code, answer.body) }
-                    answers.append(answer)
+                    answers[index] = answer
                 case .replayAfterCommit:
-                    answers.append(nil)
                     replay.append(index)
                 }
             }
@@ -108,6 +116,126 @@ struct CallbackProcessor: Sendable {
     }
 
     struct CallbackRaceLost: Error {}
+
+    /// A locked intent's dossier was not recomputed (the foreign key makes this impossible).
+    struct MissingDossier: Error {
+        var id: Int64
+    }
+
+    /// A payment result that needs nothing but the common path: its intent is known and locked,
+    /// the amount and transaction agree, the outcome is a plain edge of the state graph (or was
+    /// already applied), and nothing else in the batch touches its webhook-id, intent or dossier.
+    struct PlainPayment {
+        enum Change {
+            case apply(to: IntentStatus, event: IntentEventKind)
+            /// Already in that state: answered `02`, stored, nothing changes.
+            case none
+        }
+
+        var index: Int
+        var notice: PaymentResultNotice
+        var messageType: String
+        var intent: IntentRecord
+        var change: Change
+    }
+
+    /// How a batch is applied: which messages replay a final answer committed earlier, which go
+    /// through the set-based common path, and which are processed one by one, in order.
+    struct BatchPlan {
+        var plain: [PlainPayment] = []
+        var oneByOne: [Int] = []
+
+        init(batch: [InboundCallback], intents: [PartnerCode: [String: IntentRecord]], finals: [String: (code: String, body: [UInt8])]) {
+            var keys: [String: Int] = [:]
+            var intentUses: [UUID: Int] = [:]
+            var dossierUses: [Int64: Int] = [:]
+            for item in batch {
+                keys["\(item.partner.rawValue)/\(item.webhookID)", default: 0] += 1
+                if case .notification(.paymentResult(let notice), _, _) = item.decoded,
+                   let intent = intents[item.partner]?[notice.reference.rawValue]
+                {
+                    intentUses[intent.id, default: 0] += 1
+                    dossierUses[intent.dossierID, default: 0] += 1
+                }
+            }
+            for (index, item) in batch.enumerated() {
+                let key = "\(item.partner.rawValue)/\(item.webhookID)"
+                guard finals[key] == nil, keys[key] == 1,
+                      case .notification(.paymentResult(let notice), let type, _) = item.decoded,
+                      let intent = intents[item.partner]?[notice.reference.rawValue],
+                      intentUses[intent.id] == 1, dossierUses[intent.dossierID] == 1,
+                      notice.amount == intent.amount,
+                      intent.gatewayTransaction == nil || intent.gatewayTransaction == notice.gatewayTransaction,
+                      case .known(let outcome) = notice.outcome
+                else {
+                    oneByOne.append(index)
+                    continue
+                }
+                let change: PlainPayment.Change
+                switch IntentStateMachine.decide(current: intent.status, outcome: outcome, source: .callback) {
+                case .apply(let to, let event, .none): change = .apply(to: to, event: event)
+                case .alreadyApplied: change = .none
+                case .apply, .stillPending, .conflicting:
+                    oneByOne.append(index)
+                    continue
+                }
+                plain.append(PlainPayment(index: index, notice: notice, messageType: type, intent: intent, change: change))
+            }
+        }
+    }
+
+    /// Applies the batch's plain payment results with a fixed number of statements, whatever
+    /// their count: their messages stored raw, their intents moved with one event each, their
+    /// dossiers recomputed, "dossier paid" notifications written — the effects `Step` and
+    /// `OutcomeApplier` have for each, in one pass. Returns each message's answer by batch index.
+    private func applyPlain(
+        _ items: [PlainPayment], of batch: [InboundCallback], on db: PostgresConnection
+    ) async throws -> [(Int, CallbackAnswer)] {
+        guard !items.isEmpty else { return [] }
+        let replies = items.map { item in
+            switch item.change {
+            case .apply: notifications.reply(.applied)
+            case .none: notifications.reply(.alreadyApplied)
+            }
+        }
+        let messageIDs = try await InboundMessageStore.insert(
+            many: zip(items, replies).map { item, reply in
+                let callback = batch[item.index]
+                return .init(
+                    partner: callback.partner, webhookID: callback.webhookID, messageType: item.messageType,
+                    headers: callback.headers, body: callback.body, reference: item.intent.reference.rawValue,
+                    intentID: item.intent.id, resultCode: reply.code, replyBody: reply.body)
+            },
+            on: db)
+
+        var transitions: [IntentStore.Transition] = []
+        for (item, messageID) in zip(items, messageIDs) {
+            // The intents are locked, so only a delivery outside the protocol can lose this race.
+            guard let messageID else { throw CallbackRaceLost() }
+            guard case .apply(let to, let event) = item.change else { continue }
+            let notice = item.notice
+            let paidAt = to == .succeeded ? Date(timeIntervalSince1970: TimeInterval(notice.occurredAt.unixSeconds)) : nil
+            transitions.append(IntentStore.Transition(
+                intent: item.intent, to: to, event: event,
+                changes: .init(gatewayTransaction: notice.gatewayTransaction, bankCode: notice.bankCode, paidAt: paidAt),
+                messageID: messageID, detail: ["gateway_txn": notice.gatewayTransaction, "attempt": "\(notice.attempt)"]))
+        }
+        let updated = try await IntentStore.transition(many: transitions, source: .callback, on: db)
+        let coverage = try await DossierStore.recomputePaid(dossierIDs: updated.map(\.dossierID), on: db)
+        var paid: [OutboxStore.NewNotification] = []
+        for (transition, intent) in zip(transitions, updated) {
+            guard let dossier = coverage[intent.dossierID] else { throw MissingDossier(id: intent.dossierID) }
+            if dossier.status == .overpaid && transition.to == .succeeded {
+                try await OutcomeApplier(db: db).openException(
+                    .duplicatePayment, intent: intent, messageID: transition.messageID, detail: ["refund_needed": "true"])
+            }
+            if dossier.before == .awaitingPayment && dossier.status != .awaitingPayment {
+                paid.append(try OutcomeApplier.paidNotification(dossier, intent: intent))
+            }
+        }
+        try await OutboxStore.enqueue(many: paid, on: db)
+        return zip(items, replies).map { item, reply in (item.index, CallbackAnswer(code: reply.code, body: reply.body)) }
+    }
 
     /// One message's processing inside the batch transaction.
     private struct Step {

@@ -174,6 +174,18 @@ public struct PaymentService: Sendable {
         } catch {
             outcome = .failure(error)
         }
+        // The usual case: the intent is as this request committed it, so the acceptance is one
+        // statement, conditional on its version; if anything moved it meanwhile, the locked path.
+        if intent.status == .created, case .success(.accepted(let txn, let url, let deadline)) = outcome {
+            do {
+                return try await database.withConnection { db in
+                    try await IntentStore.transition(
+                        intent, to: .pending, event: .gatewayAccepted,
+                        changes: .init(gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds))),
+                        source: .gatewayReply, on: db)
+                }
+            } catch is IntentStore.ConcurrentModification {}
+        }
         return try await database.withTransaction { db in
             guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
             // A callback may already have moved it on; then there is nothing to record here.
@@ -332,6 +344,14 @@ struct OutcomeApplier {
 
     /// Writes the "dossier paid" notification for the one-stop system in this transaction.
     func notifyPaid(_ dossier: DossierStore.Coverage, intent: IntentRecord) async throws {
+        let notification = try Self.paidNotification(dossier, intent: intent)
+        try await OutboxStore.enqueue(
+            agencyID: notification.agencyID, dossierID: notification.dossierID, intentID: notification.intentID,
+            event: notification.event, messageID: notification.messageID, payload: notification.payload, on: db)
+    }
+
+    /// The "dossier paid" notification for `intent` having paid `dossier`, ready to enqueue.
+    static func paidNotification(_ dossier: DossierStore.Coverage, intent: IntentRecord) throws -> OutboxStore.NewNotification {
         let messageID = "ntf_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let payload = DossierPaidNotification(
             type: "dossier.paid", id: messageID, dossierCode: dossier.code.rawValue, status: dossier.status.rawValue,
@@ -340,9 +360,9 @@ struct OutcomeApplier {
                 intentId: intent.id.uuidString.lowercased(), reference: intent.reference.rawValue,
                 gatewayTransaction: intent.gatewayTransaction, amount: intent.amount.dong, bankCode: intent.bankCode,
                 paidAt: intent.paidAt))
-        try await OutboxStore.enqueue(
+        return OutboxStore.NewNotification(
             agencyID: dossier.agencyID, dossierID: intent.dossierID, intentID: intent.id, event: "dossier.paid",
-            messageID: messageID, payload: try JSONCoding.encode(payload), on: db)
+            messageID: messageID, payload: payload.encoded())
     }
 
     /// Marks an intent for review without changing its status, with an event and an exception.
@@ -381,5 +401,84 @@ struct DossierPaidNotification: Encodable {
         var amount: Int64
         var bankCode: String?
         var paidAt: Date?
+    }
+
+    /// The bytes `JSONCoding.encode` makes of this value (keys sorted, absent optionals left out,
+    /// dates as ISO 8601 seconds), written directly: one is made for every paid dossier, and
+    /// `JSONEncoder` was a tenth of a callback's cost.
+    func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(384)
+        func key(_ name: StaticString, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            name.withUTF8Buffer { out.append(contentsOf: $0) }
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        }
+        out.append(UInt8(ascii: "{"))
+        key("amountDue", first: true); out.append(contentsOf: String(amountDue).utf8)
+        key("amountPaid"); out.append(contentsOf: String(amountPaid).utf8)
+        key("dossierCode"); JSONBytes.appendString(dossierCode, to: &out)
+        key("id"); JSONBytes.appendString(id, to: &out)
+        key("payment"); out.append(UInt8(ascii: "{"))
+        key("amount", first: true); out.append(contentsOf: String(payment.amount).utf8)
+        if let bank = payment.bankCode { key("bankCode"); JSONBytes.appendString(bank, to: &out) }
+        if let txn = payment.gatewayTransaction { key("gatewayTransaction"); JSONBytes.appendString(txn, to: &out) }
+        key("intentId"); JSONBytes.appendString(payment.intentId, to: &out)
+        if let paidAt = payment.paidAt { key("paidAt"); JSONBytes.appendString(JSONBytes.iso8601(paidAt), to: &out) }
+        key("reference"); JSONBytes.appendString(payment.reference, to: &out)
+        out.append(UInt8(ascii: "}"))
+        key("status"); JSONBytes.appendString(status, to: &out)
+        key("type"); JSONBytes.appendString(type, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
+/// Pieces of JSON written the way `JSONEncoder` writes them, for hand-written encoders.
+enum JSONBytes {
+    /// A string literal escaped as `JSONEncoder` escapes it (`.withoutEscapingSlashes`): quote,
+    /// backslash, `\b \t \n \f \r`, other controls as `\u00xx`; everything else as UTF-8.
+    static func appendString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        let hex = Array("0123456789abcdef".utf8)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case 0x08: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
+            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case 0x0C: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
+            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case 0..<0x20:
+                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// `yyyy-MM-ddTHH:mm:ssZ` in UTC, fractions of a second dropped, as `.iso8601` encodes dates.
+    static func iso8601(_ date: Date) -> String {
+        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let time = seconds - days * 86_400
+        // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let yearText = String(year)
+        return String(repeating: "0", count: max(0, 4 - yearText.count)) + yearText + "-" + two(month) + "-" + two(day)
+            + "T" + two(time / 3600) + ":" + two(time / 60 % 60) + ":" + two(time % 60) + "Z"
     }
 }

@@ -9,7 +9,7 @@ import Testing
 /// and the signature failures that must surface as errors, never as data.
 @Suite(.timeLimit(.minutes(5))) struct CreateAgainstSandboxTests {
     @Test func acceptedWithCheckoutURLAndDeadline() async throws {
-        try await withSandbox { sandbox in
+        try await withSharedSandbox { sandbox in
             let gateway = sandbox.adapter()
             let request = Requests.payment()
             let result = try await gateway.create(encoded: try gateway.encodeCreate(request), partner: request.partner)
@@ -33,21 +33,16 @@ import Testing
             let page = try await sandbox.http.execute(.init(method: .get, url: checkoutURL), timeout: .seconds(30))
             #expect(page.status == 200)
             #expect(String(decoding: page.body, as: UTF8.self).contains(transaction))
-        }
-    }
 
-    @Test func ownDeadlineIsHonoured() async throws {
-        try await withSandbox { sandbox in
-            let gateway = sandbox.adapter()
+            // A request that sends its own deadline gets it.
             let now = Requests.now
-            let request = Requests.payment(requestedAt: now, expiresAt: now.adding(seconds: 3_600))
-            let accepted = try await gateway.open(request)
-            #expect(accepted.expiresAt == now.adding(seconds: 3_600))
+            let own = try await gateway.open(Requests.payment(requestedAt: now, expiresAt: now.adding(seconds: 3_600)))
+            #expect(own.expiresAt == now.adding(seconds: 3_600))
         }
     }
 
     @Test func identicalResendGetsTheSameReply() async throws {
-        try await withSandbox { sandbox in
+        try await withSharedSandbox { sandbox in
             let gateway = sandbox.adapter()
             let request = Requests.payment()
             let encoded = try gateway.encodeCreate(request)
@@ -62,7 +57,7 @@ import Testing
     }
 
     @Test func sameReferenceWithAnotherBodyIsADuplicateWithDifferentContent() async throws {
-        try await withSandbox { sandbox in
+        try await withSharedSandbox { sandbox in
             let gateway = sandbox.adapter()
             let request = Requests.payment()
             guard case .accepted(let transaction, _, _) = try await gateway.create(
@@ -92,7 +87,7 @@ import Testing
     }
 
     @Test func amountOtherThanTheSumOfTheFeeLinesIsAnAmountMismatch() async throws {
-        try await withSandbox { sandbox in
+        try await withSharedSandbox { sandbox in
             let gateway = sandbox.adapter()
             for amount: Int64 in [149_999, 150_001, 100_000] {
                 let request = Requests.payment(amount: amount)
@@ -131,63 +126,68 @@ import Testing
         ("language other than vi or en", { $0.language = "fr" }),
     ]
 
-    @Test(arguments: malformedRequests.indices)
-    func malformedRequestIsRefused(index: Int) async throws {
-        let (name, change) = Self.malformedRequests[index]
-        try await withSandbox { sandbox in
+    @Test func malformedRequestsAreRefused() async throws {
+        try await withSharedSandbox { sandbox in
             let gateway = sandbox.adapter()
-            var request = Requests.payment()
-            change(&request)
-            let result = try await gateway.create(encoded: try gateway.encodeCreate(request), partner: request.partner)
-            #expect(result == .rejected(.malformedRequest), "\(name)")
+            for (name, change) in Self.malformedRequests {
+                var request = Requests.payment()
+                change(&request)
+                let result = try await gateway.create(encoded: try gateway.encodeCreate(request), partner: request.partner)
+                #expect(result == .rejected(.malformedRequest), "\(name)")
+            }
+            // Dossier codes the service would never hold, sent as raw bytes (`DossierCode` refuses
+            // to build them): the gateway's own check of MaHoSo.
+            for code in ["000.00.15.H10-230231-0001", "H10-230530-0001", "000.00.15.h10-230530-0001", "000.00.15.H10-230530-001"] {
+                let body = String(decoding: try gateway.encodeCreate(Requests.payment()), as: UTF8.self)
+                    .replacingOccurrences(of: #""MaHoSo":"000.00.15.H10-230530-0001""#, with: #""MaHoSo":"\#(code)""#)
+                #expect(body.contains(code))
+                let result = try await gateway.create(encoded: Array(body.utf8), partner: SandboxPeer.partner)
+                #expect(result == .rejected(.malformedRequest), "MaHoSo \(code)")
+            }
         }
     }
 
-    /// A dossier code the service would never hold, sent as raw bytes (`DossierCode` refuses to
-    /// build it): the gateway's own check of `MaHoSo`.
-    @Test(arguments: ["000.00.15.H10-230231-0001", "H10-230530-0001", "000.00.15.h10-230530-0001", "000.00.15.H10-230530-001"])
-    func malformedDossierCodeIsRefused(code: String) async throws {
-        try await withSandbox { sandbox in
-            let gateway = sandbox.adapter()
-            let request = Requests.payment()
-            let body = String(decoding: try gateway.encodeCreate(request), as: UTF8.self)
-                .replacingOccurrences(of: #""MaHoSo":"000.00.15.H10-230530-0001""#, with: #""MaHoSo":"\#(code)""#)
-            #expect(body.contains(code))
-            #expect(try await gateway.create(encoded: Array(body.utf8), partner: request.partner) == .rejected(.malformedRequest))
-        }
-    }
-
+    /// Replies the adapter cannot verify are errors, never data — on every endpoint:
+    /// - the adapter holds a key the sandbox does not know: the sandbox refuses the request
+    ///   (`97`, signed with the key the adapter cannot check);
+    /// - a partner the sandbox does not know gets the one unsigned reply (`401`, `97`);
+    /// - a request the sandbox finds stale is refused, and the reply, timestamped by the
+    ///   sandbox's clock, is just as stale to the adapter's.
     /// A body naming another partner than the signed header is refused `97` — signed, since the
     /// header's partner is known — which the adapter reports as a definite refusal.
-    @Test func bodyNamingAnotherPartnerIsASignatureRejection() async throws {
-        try await withSandbox { sandbox in
-            let gateway = sandbox.adapter()
+    @Test func signatureFailuresAreErrorsNeverData() async throws {
+        try await withSharedSandbox { sandbox in
             let request = Requests.payment()
+            let stranger = sandbox.adapter(secrets: [Keys.stranger])
+            #expect(await GatewayError.kind { try await stranger.create(encoded: try stranger.encodeCreate(request), partner: request.partner) }
+                == .badReplySignature)
+            #expect(await GatewayError.kind { try await stranger.query(reference: request.reference, partner: request.partner) }
+                == .badReplySignature)
+            #expect(await GatewayError.kind {
+                try await stranger.refund(Requests.refund(of: request.reference, transaction: "PG1", amount: 1_000))
+            } == .badReplySignature)
+            #expect(await GatewayError.kind {
+                try await stranger.fetchSettlement(day: CivilDate(year: 2025, month: 1, day: 1)!, partner: request.partner) { _ in }
+            } == .badReplySignature)
+
+            let otherPartner = PartnerCode(rawValue: "HNI")!
+            let unknown = sandbox.adapter(secrets: [Keys.partner], partner: otherPartner)
+            var foreign = request
+            foreign.partner = otherPartner
+            #expect(await GatewayError.kind { try await unknown.create(encoded: try unknown.encodeCreate(foreign), partner: otherPartner) }
+                == .badReplySignature)
+
+            let late = sandbox.adapter(clock: { Int64(Date().timeIntervalSince1970) - 600 })
+            #expect(await GatewayError.kind { try await late.create(encoded: try late.encodeCreate(request), partner: request.partner) }
+                == .badReplySignature)
+
+            let gateway = sandbox.adapter()
             let body = String(decoding: try gateway.encodeCreate(request), as: UTF8.self)
                 .replacingOccurrences(of: #""MaDoiTac":"BTH""#, with: #""MaDoiTac":"HNI""#)
-            #expect(try await gateway.create(encoded: Array(body.utf8), partner: request.partner) == .rejected(.signatureRejected))
-            #expect(try await sandbox.truth(reference: request.reference).isEmpty)
-        }
-    }
+            let mismatch = try await gateway.create(encoded: Array(body.utf8), partner: request.partner)
+            #expect(mismatch == .rejected(.signatureRejected))
 
-    /// The adapter holds a key the sandbox does not know: the sandbox refuses the request (`97`,
-    /// signed with the key the adapter cannot check), and the adapter reports an error — it never
-    /// reads the reply as an answer. The same for every endpoint.
-    @Test func wrongSecretInTheAdapterIsAnErrorNeverData() async throws {
-        try await withSandbox { sandbox in
-            let gateway = sandbox.adapter(secrets: [Keys.stranger])
-            let request = Requests.payment()
-            #expect(await GatewayError.kind { try await gateway.create(encoded: try gateway.encodeCreate(request), partner: request.partner) }
-                == .badReplySignature)
-            #expect(await GatewayError.kind { try await gateway.query(reference: request.reference, partner: request.partner) }
-                == .badReplySignature)
-            #expect(await GatewayError.kind {
-                try await gateway.refund(Requests.refund(of: request.reference, transaction: "PG1", amount: 1_000))
-            } == .badReplySignature)
-            #expect(await GatewayError.kind {
-                try await gateway.fetchSettlement(day: CivilDate(year: 2025, month: 1, day: 1)!, partner: request.partner) { _ in }
-            } == .badReplySignature)
-            // Nothing was created.
+            // None of it created anything.
             let truth = try await sandbox.truth(reference: request.reference)
             #expect(truth.isEmpty)
         }
@@ -217,29 +217,6 @@ import Testing
             // Signing with the new key works as well.
             let moved = sandbox.adapter(secrets: [Keys.next])
             #expect(try await moved.query(reference: request.reference, partner: request.partner).status == .known(.pending))
-        }
-    }
-
-    /// A partner the sandbox does not know gets the one unsigned reply (`401`, `97`): an error.
-    @Test func unknownPartnerGetsAnUnsignedReplyWhichIsAnError() async throws {
-        try await withSandbox { sandbox in
-            let stranger = PartnerCode(rawValue: "HNI")!
-            let gateway = sandbox.adapter(secrets: [Keys.partner], partner: stranger)
-            var request = Requests.payment()
-            request.partner = stranger
-            #expect(await GatewayError.kind { try await gateway.create(encoded: try gateway.encodeCreate(request), partner: stranger) }
-                == .badReplySignature)
-        }
-    }
-
-    /// A request whose timestamp the sandbox finds stale is refused `97`; the reply, timestamped by
-    /// the sandbox's clock, is just as stale to the adapter's clock and is refused in turn.
-    @Test func staleClockIsAnError() async throws {
-        try await withSandbox { sandbox in
-            let gateway = sandbox.adapter(clock: { Int64(Date().timeIntervalSince1970) - 600 })
-            let request = Requests.payment()
-            #expect(await GatewayError.kind { try await gateway.create(encoded: try gateway.encodeCreate(request), partner: request.partner) }
-                == .badReplySignature)
         }
     }
 }

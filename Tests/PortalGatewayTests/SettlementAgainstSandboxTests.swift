@@ -86,7 +86,7 @@ import Testing
         try await database.client.query("SELECT count(*) FROM staged_rows")[0].decode(Int64.self)
     }
 
-    @Test func aDayWithPaymentsFailuresReversalsAndRefunds() async throws {
+    @Test func aDayWithPaymentsFailuresReversalsAndRefundsThenItsFaults() async throws {
         try await withSandbox { sandbox in
             try await Self.withStaging { database in
                 let fixture = try await Self.buildDay(sandbox)
@@ -148,17 +148,21 @@ import Testing
 
                 // Fetched again, the same day is the same file.
                 #expect(try await gateway.fetchSettlement(day: Self.day, partner: SandboxPeer.partner) { _ in } == summary)
-            }
-        }
-    }
 
-    /// A file whose trailer does not add up is rejected as a whole: the caller's transaction rolls
-    /// back and not one of the rows it was handed stays.
-    @Test func brokenTrailerIsRejectedAndNoRowIsKept() async throws {
-        try await withSandbox(settings: { $0.faults.settlementBrokenTrailer = 1 }) { sandbox in
-            try await Self.withStaging { database in
-                _ = try await Self.buildDay(sandbox)
-                let gateway = sandbox.adapter()
+                // Amounts changed in the file (which stays self-consistent) are read as they are:
+                // finding the difference is reconciliation's job, not the reader's.
+                try await sandbox.require(.put, "/faults", json: #"{"misstatedSettlementRow":1,"amountChange":1000}"#)
+                var changed: [SettlementRow] = []
+                let changedSummary = try await gateway.fetchSettlement(day: Self.day, partner: SandboxPeer.partner) { changed.append($0) }
+                #expect(changed.filter { $0.kind == .payment }.allSatisfy { $0.amount == Money(dong: 151_000) })
+                #expect(changedSummary.paymentTotal == Money(dong: 302_000))
+                #expect(changedSummary.refundTotal == Money(dong: 51_000))
+                #expect(changedSummary.sha256 != summary.sha256)
+
+                // A file whose trailer does not add up is rejected as a whole: the caller's
+                // transaction rolls back and not one of the rows it was handed stays.
+                try await sandbox.require(.put, "/faults", json: #"{"settlementBrokenTrailer":1}"#)
+                try await database.client.execute("DELETE FROM staged_rows")
                 var handed = 0
                 let kind = await GatewayError.kind {
                     try await database.client.withTransaction { connection in
@@ -175,22 +179,8 @@ import Testing
                 #expect(kind == .invalidSettlementFile)
                 #expect(handed == 8, "every row was handed over before the trailer was checked")
                 #expect(try await Self.stagedCount(database) == 0)
-                let bytes = try await sandbox.settlementBytes(Self.day.compact)
-                #expect(String(decoding: bytes, as: UTF8.self).hasSuffix("\nTONG,8,301000,50000\n"))
-            }
-        }
-    }
-
-    /// Amounts changed in the file (the file stays self-consistent) are read as they are: finding
-    /// the difference is reconciliation's job, not the reader's.
-    @Test func changedAmountsAreReadAsGiven() async throws {
-        try await withSandbox(settings: { $0.faults.misstatedSettlementRow = 1 }) { sandbox in
-            try await Self.withStaging { database in
-                _ = try await Self.buildDay(sandbox)
-                let (summary, rows) = try await Self.stage(sandbox.adapter(), day: Self.day, into: database)
-                #expect(rows.filter { $0.kind == .payment }.allSatisfy { $0.amount == Money(dong: 151_000) })
-                #expect(summary.paymentTotal == Money(dong: 302_000))
-                #expect(summary.refundTotal == Money(dong: 51_000))
+                let broken = try await sandbox.settlementBytes(Self.day.compact)
+                #expect(String(decoding: broken, as: UTF8.self).hasSuffix("\nTONG,8,301000,50000\n"))
             }
         }
     }
@@ -214,7 +204,7 @@ import Testing
 
     /// A day without transactions: the header and `TONG,0,0,0`.
     @Test func anEmptyDay() async throws {
-        try await withSandbox { sandbox in
+        try await withSharedSandbox { sandbox in
             let gateway = sandbox.adapter()
             let day = Requests.now.date.adding(days: 2)
             var handed = 0

@@ -26,12 +26,30 @@ public final class TestCluster: Sendable {
         if getuid() == 0 {
             try await run("/bin/chown", ["postgres", directory.path])
         }
-        let cluster = TestCluster(directory: directory, port: try freeLoopbackPort(), binaries: binaries)
-        try await cluster.pg(
-            "initdb", ["-D", cluster.dataDirectory, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+        let initial = TestCluster(directory: directory, port: try freeLoopbackPort(), binaries: binaries)
+        try await initial.pg(
+            "initdb", ["-D", initial.dataDirectory, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
                        "--locale=C.UTF-8", "--no-sync"])
-        try await cluster.startServer()
+        // The free port is found by binding and closing, so a process starting at the same moment
+        // may take it first; then the server cannot bind and another port is tried (three in all).
+        var cluster = initial
+        for attempt in 1...3 {
+            do {
+                try await cluster.startServer()
+                return cluster
+            } catch {
+                guard attempt < 3, cluster.serverLog.contains("could not bind") || cluster.serverLog.contains("already in use") else {
+                    throw TestSupportError("\(error)\n--- server.log ---\n\(cluster.serverLog.suffix(2000))")
+                }
+                cluster = TestCluster(directory: directory, port: try freeLoopbackPort(), binaries: binaries)
+            }
+        }
         return cluster
+    }
+
+    /// The server's log so far (empty if there is none).
+    private var serverLog: String {
+        (try? String(contentsOfFile: directory.appendingPathComponent("server.log").path, encoding: .utf8)) ?? ""
     }
 
     private init(directory: URL, port: Int, binaries: String) {

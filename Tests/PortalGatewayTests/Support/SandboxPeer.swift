@@ -100,54 +100,97 @@ struct SandboxPeer: Sendable {
     }
 }
 
-/// Runs `body` with a fresh sandbox whose partner `BTH` holds `sandboxKeys` (the first signs its
-/// replies), and stops it and drops its database afterwards.
-func withSandbox(
-    sandboxKeys: [WebhookSecret] = [Keys.partner],
-    settings configure: (inout SandboxSettings) -> Void = { _ in },
-    _ body: (SandboxPeer) async throws -> Void
-) async throws {
-    var settings = SandboxSettings()
-    settings.settlementWindow = false
-    settings.callbackIntervalMilliseconds = 200
-    settings.callbackTimeoutMilliseconds = 5_000
-    settings.refundMode = .manual
-    configure(&settings)
-    let finalSettings = settings
-    try await withTestDatabase { database in
+/// A sandbox started for the tests, and how to stop it.
+struct StartedSandbox: Sendable {
+    let peer: SandboxPeer
+    let database: TestDatabase
+    let task: Task<Void, any Error>
+
+    /// Starts a sandbox on a fresh database, whose partner `BTH` holds `keys` (the first signs its
+    /// replies), with the tests' settings adjusted by `configure`.
+    static func start(
+        keys: [WebhookSecret] = [Keys.partner], settings configure: (inout SandboxSettings) -> Void = { _ in }
+    ) async throws -> StartedSandbox {
+        var settings = SandboxSettings()
+        settings.settlementWindow = false
+        settings.callbackIntervalMilliseconds = 200
+        settings.callbackTimeoutMilliseconds = 5_000
+        settings.refundMode = .manual
+        configure(&settings)
+        let database = try await TestDatabase.create()
         var configuration = SandboxConfiguration(
-            database: database.configuration, partners: [SandboxPartner(code: SandboxPeer.partner.rawValue, secrets: sandboxKeys)])
+            database: database.configuration, partners: [SandboxPartner(code: SandboxPeer.partner.rawValue, secrets: keys)])
         configuration.port = 0
-        configuration.settings = finalSettings
+        configuration.settings = settings
         configuration.workerPollMilliseconds = 50
         var logger = Logger.test("sandbox")
         logger.logLevel = ProcessInfo.processInfo.environment["FEERECON_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         configuration.logger = logger
         let bound = Locked<Int?>(nil)
-        let app = try await buildSandboxApplication(configuration: configuration) { port in bound.withLock { $0 = port } }
-        let task = Task { try await app.run() }
-        let http: CurlHTTPClient
+        let task: Task<Void, any Error>
+        do {
+            let app = try await buildSandboxApplication(configuration: configuration) { port in bound.withLock { $0 = port } }
+            task = Task { try await app.run() }
+        } catch {
+            try? await database.drop()
+            throw error
+        }
         do {
             try await poll(until: { bound.value != nil }, deadline: .seconds(30), "sandbox listening")
-            http = try CurlHTTPClient()
+            let peer = SandboxPeer(port: bound.value!, http: try CurlHTTPClient())
+            return StartedSandbox(peer: peer, database: database, task: task)
         } catch {
             task.cancel()
             _ = try? await task.value
+            try? await database.drop()
             throw error
         }
-        let peer = SandboxPeer(port: bound.value!, http: http)
-        do {
-            try await body(peer)
-        } catch {
-            await http.shutdown()
-            task.cancel()
-            _ = try? await task.value
-            throw error
-        }
-        await http.shutdown()
+    }
+
+    func stop() async {
+        await peer.http.shutdown()
         task.cancel()
         _ = try? await task.value
+        try? await database.drop()
     }
+}
+
+/// Runs `body` with a sandbox of its own (for tests that change its keys or settings, or that
+/// build a settlement day), and stops it and drops its database afterwards.
+func withSandbox(
+    sandboxKeys: [WebhookSecret] = [Keys.partner],
+    settings configure: (inout SandboxSettings) -> Void = { _ in },
+    _ body: (SandboxPeer) async throws -> Void
+) async throws {
+    let sandbox = try await StartedSandbox.start(keys: sandboxKeys, settings: configure)
+    do {
+        try await body(sandbox.peer)
+    } catch {
+        await sandbox.stop()
+        throw error
+    }
+    await sandbox.stop()
+}
+
+/// One sandbox with the tests' default settings, started on first use and shared by every test
+/// that leaves its keys and settings alone and uses references of its own — so that the suite
+/// does not start (and create a database for) a gateway per test. It runs until the test process
+/// ends; its database goes with the throwaway cluster.
+actor SharedSandbox {
+    static let shared = SharedSandbox()
+    private var starting: Task<StartedSandbox, any Error>?
+
+    func peer() async throws -> SandboxPeer {
+        if let starting { return try await starting.value.peer }
+        let task = Task { try await StartedSandbox.start() }
+        starting = task
+        return try await task.value.peer
+    }
+}
+
+/// Runs `body` with the shared sandbox (see `SharedSandbox`).
+func withSharedSandbox(_ body: (SandboxPeer) async throws -> Void) async throws {
+    try await body(try await SharedSandbox.shared.peer())
 }
 
 /// Domain requests for the adapter, with values a test may change.

@@ -59,7 +59,7 @@ public struct AppSettings: Sendable {
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, endpoints: PublicEndpoints, paymentWindow: Duration? = nil,
-        demo: Bool = false, callbackBatchSize: Int = 64, callbackConcurrency: Int = 4, runWorkers: Bool = true,
+        demo: Bool = false, callbackBatchSize: Int = 64, callbackConcurrency: Int = 2, runWorkers: Bool = true,
         checkSchedule: CheckSchedule = .standard, deliverySchedule: DeliverySchedule = .standard,
         workerInterval: Duration = .seconds(1)
     ) {

@@ -58,24 +58,23 @@ public enum DossierStore {
         """
 
     public static func dossier(code: DossierCode, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
-        let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""
-        let rows = try await db.query(
-            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE d.code = \(code.rawValue)\(fragment: lock)")
-        return try await withFeeLines(rows.first, on: db)
+        try await dossier(where: "d.code = \(code.rawValue)", forUpdate: forUpdate, on: db)
     }
 
     public static func dossier(id: Int64, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
-        let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""
-        let rows = try await db.query(
-            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE d.id = \(id)\(fragment: lock)")
-        return try await withFeeLines(rows.first, on: db)
+        try await dossier(where: "d.id = \(id)", forUpdate: forUpdate, on: db)
     }
 
     public static func dossier(payToken: String, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
+        try await dossier(where: "d.pay_token = \(payToken)", forUpdate: forUpdate, on: db)
+    }
+
+    /// The one dossier matching `condition` (over `d`, the dossier), locked if asked.
+    private static func dossier(where condition: PostgresQuery, forUpdate: Bool, on db: PostgresConnection) async throws -> DossierRecord? {
         let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""
         let rows = try await db.query(
-            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE d.pay_token = \(payToken)\(fragment: lock)")
-        return try await withFeeLines(rows.first, on: db)
+            "SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE \(fragment: condition)\(fragment: lock)")
+        return try rows.first.map(decodeDossier)
     }
 
     /// Dossiers of the given agencies, newest first (for demo listings and officer views).
@@ -84,13 +83,10 @@ public enum DossierStore {
             SELECT \(fragment: columns) FROM dossiers d JOIN agencies a ON a.id = d.agency_id
             WHERE d.agency_id = ANY(\(agencyIDs)) ORDER BY d.created_at DESC, d.id DESC LIMIT \(Int64(limit))
             """)
-        var result: [DossierRecord] = []
-        for row in rows { if let record = try await withFeeLines(row, on: db) { result.append(record) } }
-        return result
+        return try rows.map(decodeDossier)
     }
 
-    private static func withFeeLines(_ row: PostgresRow?, on db: PostgresConnection) async throws -> DossierRecord? {
-        guard let row else { return nil }
+    private static func decodeDossier(_ row: PostgresRow) throws -> DossierRecord {
         let (id, code, procedureCode, procedureName, applicantName, due, paid, status, token, frozen, version, created, updated) =
             try decodeHead(row)
         let agency = AgencyRecord(

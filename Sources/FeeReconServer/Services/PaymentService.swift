@@ -214,32 +214,15 @@ public struct PaymentService: Sendable {
     /// Asks the gateway about an intent that is still open and applies what it says (the
     /// return page's repair on read). Returns the intent as it now is; a failed query changes nothing.
     public func refresh(_ intent: IntentRecord) async throws -> IntentRecord {
-        guard intent.status.isOpen else { return intent }
-        let report: PaymentStatusReport
-        do {
-            report = try await gateway.query(reference: intent.reference, partner: intent.partner)
-        } catch {
-            logger.info("gateway query failed", metadata: ["intent.id": "\(intent.id)", "gateway.error": "\(error.kind.rawValue)"])
-            return intent
-        }
-        return try await database.withTransaction { db in
-            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
-            return try await OutcomeApplier(db: db).apply(report: report, to: current)
-        }
+        guard intent.status.isOpen, let report = await queryGateway(about: intent) else { return intent }
+        return try await applyLocked(report, to: intent)
     }
 
     /// The janitor's check of an open intent: the gateway's status is applied as a named
     /// correction. An intent the gateway has never heard of is sent again (its stored bytes) while
     /// its payment window is open, and failed once it has closed — the money cannot have moved.
     public func reconcileWithGateway(_ intent: IntentRecord) async throws -> IntentRecord {
-        guard intent.status.isOpen else { return intent }
-        let report: PaymentStatusReport
-        do {
-            report = try await gateway.query(reference: intent.reference, partner: intent.partner)
-        } catch {
-            logger.info("gateway query failed", metadata: ["intent.id": "\(intent.id)", "gateway.error": "\(error.kind.rawValue)"])
-            return intent
-        }
+        guard intent.status.isOpen, let report = await queryGateway(about: intent) else { return intent }
         if case .notFound = report.status, intent.status != .pending {
             let age = Date().timeIntervalSince(intent.createdAt)
             if age < TimeInterval(effectiveWindow.components.seconds) {
@@ -254,7 +237,23 @@ public struct PaymentService: Sendable {
                     on: db)
             }
         }
-        return try await database.withTransaction { db in
+        return try await applyLocked(report, to: intent)
+    }
+
+    /// The gateway's status of `intent`, or nil (logged) when the query failed: a failed query
+    /// tells nothing and changes nothing.
+    private func queryGateway(about intent: IntentRecord) async -> PaymentStatusReport? {
+        do {
+            return try await gateway.query(reference: intent.reference, partner: intent.partner)
+        } catch {
+            logger.info("gateway query failed", metadata: ["intent.id": "\(intent.id)", "gateway.error": "\(error.kind.rawValue)"])
+            return nil
+        }
+    }
+
+    /// Applies a query's report to the intent as it is under its lock.
+    private func applyLocked(_ report: PaymentStatusReport, to intent: IntentRecord) async throws -> IntentRecord {
+        try await database.withTransaction { db in
             guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
             return try await OutcomeApplier(db: db).apply(report: report, to: current)
         }

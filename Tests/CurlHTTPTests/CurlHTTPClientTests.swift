@@ -258,7 +258,9 @@ extension CurlHTTPSuite {
             #expect(error?.phase == .connectTimeout)
             #expect(error?.requestMayHaveBeenSent == false)
             #expect(elapsed >= .seconds(1))
-            #expect(elapsed <= .milliseconds(1100))
+            // The connect timeout (1 s) ended it, not the total one (10 s); the margin is for a
+            // loaded machine, not a measure of speed.
+            #expect(elapsed < .seconds(5))
         }
     }
 

@@ -236,33 +236,16 @@ enum StoredValue {
         var description: String { "stored \(what) is not valid" }
     }
 
-    static func agencyCode(_ text: String) throws -> AgencyCode {
-        guard let value = AgencyCode(rawValue: text) else { throw Corrupt(what: "agency code") }
+    /// The value `text` stands for, or `Corrupt` naming `what` it should have been.
+    static func value<Value: RawRepresentable>(_ text: String, _ what: String) throws -> Value where Value.RawValue == String {
+        guard let value = Value(rawValue: text) else { throw Corrupt(what: what) }
         return value
     }
 
-    static func dossierCode(_ text: String) throws -> DossierCode {
-        guard let value = DossierCode(rawValue: text) else { throw Corrupt(what: "dossier code") }
-        return value
-    }
-
-    static func partner(_ text: String) throws -> PartnerCode {
-        guard let value = PartnerCode(rawValue: text) else { throw Corrupt(what: "partner code") }
-        return value
-    }
-
-    static func reference(_ text: String) throws -> PaymentReference {
-        guard let value = PaymentReference(rawValue: text) else { throw Corrupt(what: "payment reference") }
-        return value
-    }
-
-    static func dossierStatus(_ text: String) throws -> DossierStatus {
-        guard let value = DossierStatus(rawValue: text) else { throw Corrupt(what: "dossier status") }
-        return value
-    }
-
-    static func intentStatus(_ text: String) throws -> IntentStatus {
-        guard let value = IntentStatus(rawValue: text) else { throw Corrupt(what: "intent status") }
-        return value
-    }
+    static func agencyCode(_ text: String) throws -> AgencyCode { try value(text, "agency code") }
+    static func dossierCode(_ text: String) throws -> DossierCode { try value(text, "dossier code") }
+    static func partner(_ text: String) throws -> PartnerCode { try value(text, "partner code") }
+    static func reference(_ text: String) throws -> PaymentReference { try value(text, "payment reference") }
+    static func dossierStatus(_ text: String) throws -> DossierStatus { try value(text, "dossier status") }
+    static func intentStatus(_ text: String) throws -> IntentStatus { try value(text, "intent status") }
 }

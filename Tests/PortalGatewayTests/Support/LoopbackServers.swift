@@ -24,14 +24,13 @@ final class NotificationReceiver: Sendable {
 
     let notifications: PortalNotifications
     private let received = Locked<[Delivery]>([])
-    private let boundPort = Locked<Int?>(nil)
-    private let task = Locked<Task<Void, any Error>?>(nil)
+    private let server = LoopbackApp()
 
     private init(partners: [PartnerCode: [WebhookSecret]]) {
         notifications = PortalNotifications(partners: partners)
     }
 
-    var url: String { "http://127.0.0.1:\(boundPort.value ?? 0)/callbacks" }
+    var url: String { "http://127.0.0.1:\(server.port)/callbacks" }
     var deliveries: [Delivery] { received.value }
 
     static func start(partners: [PartnerCode: [WebhookSecret]] = [SandboxPeer.partner: [Keys.partner]]) async throws -> NotificationReceiver {
@@ -42,24 +41,12 @@ final class NotificationReceiver: Sendable {
             let body = Array(try await request.collectBody(upTo: 64 * 1024).readableBytesView)
             return receiver.handle(headers: request.headers, body: body)
         }
-        var logger = Logger(label: "notification-receiver")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in receiver.boundPort.withLock { $0 = channel.localAddress?.port } },
-            logger: logger)
-        receiver.task.withLock { $0 = Task { try await app.run() } }
-        try await poll(until: { receiver.boundPort.value != nil }, deadline: .seconds(30), "receiver listening")
+        try await receiver.server.start(router, label: "notification-receiver")
         return receiver
     }
 
     func stop() async {
-        let running = task.withLock { task in
-            defer { task = nil }
-            return task
-        }
-        running?.cancel()
-        _ = try? await running?.value
+        await server.stop()
     }
 
     private func handle(headers: HTTPFields, body: [UInt8]) -> Response {
@@ -130,15 +117,14 @@ final class ScriptedGateway: Sendable {
     }
 
     private let script = Locked(Script())
-    private let boundPort = Locked<Int?>(nil)
-    private let task = Locked<Task<Void, any Error>?>(nil)
+    private let server = LoopbackApp()
     private let signer: WebhookSigner
 
     private init(secret: WebhookSecret) {
         signer = WebhookSigner(secret: secret)
     }
 
-    var apiURL: String { "http://127.0.0.1:\(boundPort.value ?? 0)/ppdvcqg/v1" }
+    var apiURL: String { "http://127.0.0.1:\(server.port)/ppdvcqg/v1" }
 
     func answer(_ update: (inout Script) -> Void) {
         script.withLock { update(&$0) }
@@ -154,24 +140,12 @@ final class ScriptedGateway: Sendable {
         }
         router.post("ppdvcqg/v1/giao-dich/:operation", use: handler)
         router.get("ppdvcqg/v1/doi-soat/:day", use: handler)
-        var logger = Logger(label: "scripted-gateway")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in gateway.boundPort.withLock { $0 = channel.localAddress?.port } },
-            logger: logger)
-        gateway.task.withLock { $0 = Task { try await app.run() } }
-        try await poll(until: { gateway.boundPort.value != nil }, deadline: .seconds(30), "scripted gateway listening")
+        try await gateway.server.start(router, label: "scripted-gateway")
         return gateway
     }
 
     func stop() async {
-        let running = task.withLock { task in
-            defer { task = nil }
-            return task
-        }
-        running?.cancel()
-        _ = try? await running?.value
+        await server.stop()
     }
 
     private func reply() -> Response {
@@ -186,3 +160,33 @@ final class ScriptedGateway: Sendable {
     }
 }
 
+
+/// A Hummingbird application on a loopback port chosen by the kernel, run until `stop()`: the
+/// scaffolding of the peers above.
+final class LoopbackApp: Sendable {
+    private let boundPort = Locked<Int?>(nil)
+    private let task = Locked<Task<Void, any Error>?>(nil)
+
+    /// The bound port (0 before `start` returns).
+    var port: Int { boundPort.value ?? 0 }
+
+    func start(_ router: Router<BasicRequestContext>, label: String) async throws {
+        var logger = Logger(label: label)
+        logger.logLevel = .critical
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { [boundPort] channel in boundPort.withLock { $0 = channel.localAddress?.port } },
+            logger: logger)
+        task.withLock { $0 = Task { try await app.run() } }
+        try await poll(until: { [boundPort] in boundPort.value != nil }, deadline: .seconds(30), "\(label) listening")
+    }
+
+    func stop() async {
+        let running = task.withLock { task in
+            defer { task = nil }
+            return task
+        }
+        running?.cancel()
+        _ = try? await running?.value
+    }
+}

@@ -12,20 +12,25 @@ public enum SecureRandom {
         return out
     }
 
-    /// A uniformly random string of `length` characters drawn from `alphabet` (rejection sampling,
-    /// so no character is more likely than another).
+    /// A uniformly random string of `length` characters drawn from `alphabet`, which must be
+    /// ASCII (rejection sampling, so no character is more likely than another).
     public static func string(length: Int, alphabet: [Character]) -> String {
         precondition(!alphabet.isEmpty && alphabet.count <= 256)
-        let limit = 256 - (256 % alphabet.count)
-        var result = ""
+        let symbols = alphabet.map { character -> UInt8 in
+            guard let ascii = character.asciiValue else { preconditionFailure("SecureRandom.string: ASCII alphabets only") }
+            return ascii
+        }
+        let limit = 256 - (256 % symbols.count)
+        var result: [UInt8] = []
         result.reserveCapacity(length)
         while result.count < length {
+            // Twice what is missing: with at most half the bytes rejected, usually one round.
             for byte in bytes(max(16, (length - result.count) * 2)) where Int(byte) < limit {
-                result.append(alphabet[Int(byte) % alphabet.count])
+                result.append(symbols[Int(byte) % symbols.count])
                 if result.count == length { break }
             }
         }
-        return result
+        return String(decoding: result, as: UTF8.self)
     }
 
     /// `[A-Za-z0-9]`, the alphabet of the portal's references and of our tokens.

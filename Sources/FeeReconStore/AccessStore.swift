@@ -34,14 +34,45 @@ public enum APIKeyStore {
     /// The client a presented key belongs to, or nil if it is unknown, revoked or wrong. The
     /// secret is compared in constant time.
     public static func authenticate(_ presented: String, on db: PostgresConnection) async throws -> APIClient? {
-        guard presented.hasPrefix(keyPrefix) else { return nil }
-        let rest = presented.dropFirst(keyPrefix.count)
-        guard let separator = rest.firstIndex(of: "_") else { return nil }
-        let prefix = String(rest[..<separator])
-        let secret = Array(rest[rest.index(after: separator)...].utf8)
-        guard (8...16).contains(prefix.utf8.count), prefix.utf8.allSatisfy({ $0 < 0x80 }), !secret.isEmpty, secret.count <= 128 else {
-            return nil
+        guard let parts = PresentedKey(presented), let stored = try await storedKey(prefix: parts.prefix, on: db) else { return nil }
+        return stored.client(presenting: parts.secret)
+    }
+
+    /// A presented key split into its public prefix and its secret, if it has the shape of one.
+    public struct PresentedKey: Sendable {
+        public var prefix: String
+        public var secret: [UInt8]
+
+        public init?(_ presented: String) {
+            guard presented.hasPrefix(APIKeyStore.keyPrefix) else { return nil }
+            let rest = presented.dropFirst(APIKeyStore.keyPrefix.count)
+            guard let separator = rest.firstIndex(of: "_") else { return nil }
+            let prefix = String(rest[..<separator])
+            let secret = Array(rest[rest.index(after: separator)...].utf8)
+            guard (8...16).contains(prefix.utf8.count), prefix.utf8.allSatisfy({ $0 < 0x80 }), !secret.isEmpty, secret.count <= 128 else {
+                return nil
+            }
+            self.prefix = prefix
+            self.secret = secret
         }
+    }
+
+    /// A live key as stored: whom it belongs to, its agencies, and its secret's SHA-256.
+    public struct StoredKey: Sendable {
+        public var id: UUID
+        public var name: String
+        public var secretSHA256: [UInt8]
+        public var agencyIDs: Set<Int64>
+
+        /// The client, if `secret` is this key's (compared in constant time).
+        public func client(presenting secret: [UInt8]) -> APIClient? {
+            guard constantTimeEquals(SHA256.hash(secret), secretSHA256) else { return nil }
+            return APIClient(id: id, name: name, agencyIDs: agencyIDs)
+        }
+    }
+
+    /// The unrevoked key with `prefix`, if any.
+    public static func storedKey(prefix: String, on db: PostgresConnection) async throws -> StoredKey? {
         let rows = try await db.query("""
             SELECT k.id, k.name, k.secret_sha256, COALESCE(array_agg(s.agency_id) FILTER (WHERE s.agency_id IS NOT NULL), '{}')
             FROM api_keys k LEFT JOIN api_key_agencies s ON s.api_key_id = k.id
@@ -50,8 +81,7 @@ public enum APIKeyStore {
             """)
         guard let row = rows.first else { return nil }
         let (id, name, stored, agencies) = try row.decode((UUID, String, [UInt8], [Int64]).self)
-        guard constantTimeEquals(SHA256.hash(secret), stored) else { return nil }
-        return APIClient(id: id, name: name, agencyIDs: Set(agencies))
+        return StoredKey(id: id, name: name, secretSHA256: stored, agencyIDs: Set(agencies))
     }
 }
 

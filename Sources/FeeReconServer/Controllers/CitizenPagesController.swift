@@ -139,7 +139,7 @@ struct CitizenPagesController {
             let result: PaymentService.StartResult
             do {
                 result = try await payments.startPayment(
-                    dossierID: dossier.id, payerAddress: context.remoteAddress, requester: .citizen, idempotency: nil,
+                    dossier: .id(dossier.id), payerAddress: context.remoteAddress, requester: .citizen, idempotency: nil,
                     requestID: context.requestID)
             } catch let error as AppError where error.kind == .alreadyPaid {
                 return Response(status: .seeOther, headers: [.location: back + "/receipt"])

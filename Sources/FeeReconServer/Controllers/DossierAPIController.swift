@@ -71,18 +71,15 @@ struct DossierAPIController {
         if let ip = input.payerIp, !Self.isIPAddress(ip) {
             throw AppError(.validationFailed, "payerIp: must be an IPv4 or IPv6 address", field: "payerIp")
         }
-        // Only the id and agency are needed here: startPayment reads the dossier under its lock.
-        let scope = try await database.withConnection { db in try await DossierStore.scope(code: code, on: db) }
-        guard let scope, context.client.mayAct(for: scope.agencyID) else {
-            throw AppError(.notFound, "no dossier \(code) for this API key")
-        }
         var fingerprint = SHA256()
         fingerprint.update(Array("POST /v1/dossiers/\(code.rawValue)/payment-intents\n".utf8))
         fingerprint.update(body)
         let idempotency = PaymentService.Idempotency(apiKey: context.client.id, key: key, requestHash: fingerprint.finalize())
 
+        // The dossier is read under its lock inside startPayment, and is not found unless this
+        // key acts for its agency.
         let result = try await payments.startPayment(
-            dossierID: scope.id, payerAddress: input.payerIp ?? context.remoteAddress, requester: .apiClient(context.client),
+            dossier: .code(code, agencies: context.client.agencyIDs), payerAddress: input.payerIp ?? context.remoteAddress, requester: .apiClient(context.client),
             idempotency: idempotency, requestID: context.requestID)
         switch result {
         case .replay(let status, let body):

@@ -72,11 +72,24 @@ public struct PaymentService: Sendable {
         case replay(status: Int, body: [UInt8])
     }
 
+    /// Which dossier to pay: by id (the citizen's pay link resolved it), or by code on behalf of
+    /// an API client, which must act for the dossier's agency (otherwise it is not found).
+    public enum DossierSelector: Sendable {
+        case id(Int64)
+        case code(DossierCode, agencies: Set<Int64>)
+    }
+
     /// Starts payment of a dossier, or returns its open intent. A new intent is committed as
     /// `created` before the gateway is called; then it becomes `pending` (accepted), `failed`
     /// (a definite refusal) or `unknown` (no definite answer — never `failed` on a timeout).
+    ///
+    /// The common case is four statements in one transaction: the dossier locked (its agency
+    /// checked against the caller's scope), the Idempotency-Key claimed, and the intent inserted
+    /// with its event and the key pointed at it — unless the dossier has an open intent, which is
+    /// then returned instead.
     public func startPayment(
-        dossierID: Int64, payerAddress: String, requester: Requester, idempotency: Idempotency?, requestID: String?
+        dossier selector: DossierSelector, payerAddress: String, requester: Requester, idempotency: Idempotency?,
+        requestID: String?
     ) async throws -> StartResult {
         let source: EventSource
         let actor: String
@@ -95,6 +108,21 @@ public struct PaymentService: Sendable {
             case new(IntentRecord)
         }
         let prepared: Prepared = try await database.withTransaction { db in
+            let found: DossierRecord?
+            switch selector {
+            case .id(let id):
+                found = try await DossierStore.dossier(id: id, forUpdate: true, on: db)
+            case .code(let code, let agencies):
+                found = try await DossierStore.dossier(code: code, forUpdate: true, on: db).flatMap {
+                    agencies.contains($0.agency.id) ? $0 : nil
+                }
+            }
+            guard let dossier = found else {
+                switch selector {
+                case .id: throw AppError(.notFound, "no such dossier")
+                case .code(let code, _): throw AppError(.notFound, "no dossier \(code) for this API key")
+                }
+            }
             if let idempotency {
                 switch try await IdempotencyStore.claim(
                     apiKey: idempotency.apiKey, key: idempotency.key, requestHash: idempotency.requestHash, on: db)
@@ -110,13 +138,15 @@ public struct PaymentService: Sendable {
                     throw AppError(.idempotencyRequestInProgress, "the first request with this Idempotency-Key is still being processed; retry shortly")
                 }
             }
-            guard let dossier = try await DossierStore.dossier(id: dossierID, forUpdate: true, on: db) else {
-                throw AppError(.notFound, "no such dossier")
-            }
-            if let open = try await IntentStore.openIntent(dossierID: dossier.id, on: db) {
+            /// The dossier's open intent, if it has one, with the key pointed at it.
+            func existingOpen() async throws -> IntentRecord? {
+                guard let open = try await IntentStore.openIntent(dossierID: dossier.id, on: db) else { return nil }
                 if let idempotency { try await IdempotencyStore.attach(apiKey: idempotency.apiKey, key: idempotency.key, intentID: open.id, on: db) }
-                return .existing(open)
+                return open
             }
+            let payable = dossier.status == .awaitingPayment && dossier.amountPaid == .zero
+            // A dossier that cannot take a new payment may still have an open one to return.
+            if !payable, let open = try await existingOpen() { return .existing(open) }
             guard dossier.status == .awaitingPayment else {
                 throw AppError(.alreadyPaid, "dossier \(dossier.code) is already paid")
             }
@@ -140,11 +170,16 @@ public struct PaymentService: Sendable {
             } catch {
                 throw AppError(.internalError, "the payment request could not be prepared")
             }
-            let intent = try await IntentStore.insert(
+            if let intent = try await IntentStore.insertUnlessOpen(
                 id: UUID(), partner: dossier.agency.partner, reference: reference, dossierID: dossier.id,
-                amount: dossier.amountDue, createRequest: encoded, source: source, actor: actor, firstCheck: firstCheck, on: db)
-            if let idempotency { try await IdempotencyStore.attach(apiKey: idempotency.apiKey, key: idempotency.key, intentID: intent.id, on: db) }
-            return .new(intent)
+                amount: dossier.amountDue, createRequest: encoded, source: source, actor: actor, firstCheck: firstCheck,
+                idempotencyKey: idempotency.map { ($0.apiKey, $0.key) }, on: db)
+            {
+                return .new(intent)
+            }
+            // Open intents are created only under the dossier's lock, which this transaction holds.
+            guard let open = try await existingOpen() else { throw OpenIntentVanished(dossierID: dossier.id) }
+            return .existing(open)
         }
 
         switch prepared {
@@ -162,6 +197,11 @@ public struct PaymentService: Sendable {
         case .new(let intent):
             return .intent(try await sendCreate(intent), created: true)
         }
+    }
+
+    /// An insert refused for an open intent that the same locked transaction then did not find.
+    struct OpenIntentVanished: Error {
+        var dossierID: Int64
     }
 
     /// Sends the intent's stored create request and records the answer.

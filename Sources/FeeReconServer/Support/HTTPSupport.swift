@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Postgres
+import Synchronization
 
 extension AppError: HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
@@ -88,9 +89,20 @@ func jsonResponse(bytes: [UInt8], status: HTTPResponse.Status, headers extra: HT
 
 /// Checks the dossier API's key on every request and puts the client in the context. Keys are
 /// accepted as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+///
+/// A key's stored record (its secret's hash and agencies) is reused for `APIKeyCache.lifetime`
+/// after it was read, so a busy client costs no query per request; the presented secret is still
+/// hashed and compared in constant time on every request. A revoked key, or a change of its
+/// agencies, therefore takes effect within that lifetime (5 s).
 struct APIKeyAuthenticator: RouterMiddleware {
     typealias Context = AppRequestContext
     let database: PostgresClient
+    let cache: APIKeyCache
+
+    init(database: PostgresClient, cache: APIKeyCache = APIKeyCache()) {
+        self.database = database
+        self.cache = cache
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let presented: String?
@@ -106,12 +118,56 @@ struct APIKeyAuthenticator: RouterMiddleware {
         guard let presented, !presented.isEmpty else {
             throw AppError(.unauthenticated, "send the API key as `Authorization: Bearer <key>`")
         }
-        guard let client = try await database.withConnection({ db in try await APIKeyStore.authenticate(presented, on: db) }) else {
+        guard let parts = APIKeyStore.PresentedKey(presented) else {
+            throw AppError(.unauthenticated, "the API key is not valid")
+        }
+        let stored: APIKeyStore.StoredKey?
+        if let cached = cache.key(prefix: parts.prefix) {
+            stored = cached
+        } else {
+            stored = try await database.withConnection { db in try await APIKeyStore.storedKey(prefix: parts.prefix, on: db) }
+            if let stored { cache.remember(stored, prefix: parts.prefix) }
+        }
+        guard let client = stored?.client(presenting: parts.secret) else {
             throw AppError(.unauthenticated, "the API key is not valid")
         }
         var context = context
         context.apiClient = client
         return try await next(request, context)
+    }
+}
+
+/// Live API keys recently read from the database, by prefix. Only keys that exist are kept (an
+/// unknown prefix is looked up every time), at most `capacity` of them.
+final class APIKeyCache: Sendable {
+    static let lifetime: Duration = .seconds(5)
+    static let capacity = 1024
+
+    private struct Entry {
+        var key: APIKeyStore.StoredKey
+        var readAt: ContinuousClock.Instant
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+
+    func key(prefix: String) -> APIKeyStore.StoredKey? {
+        let now = ContinuousClock.now
+        return entries.withLock { entries in
+            guard let entry = entries[prefix] else { return nil }
+            guard now - entry.readAt < Self.lifetime else {
+                entries[prefix] = nil
+                return nil
+            }
+            return entry.key
+        }
+    }
+
+    func remember(_ key: APIKeyStore.StoredKey, prefix: String) {
+        let now = ContinuousClock.now
+        entries.withLock { entries in
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[prefix] = Entry(key: key, readAt: now)
+        }
     }
 }
 

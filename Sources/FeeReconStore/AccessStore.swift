@@ -124,6 +124,24 @@ public enum IdempotencyStore {
             """)
     }
 
+    /// A key's answer, stored in the statement that makes the change it describes.
+    public struct Completion: Sendable {
+        public var apiKey: UUID
+        public var key: String
+        public var status: Int
+        public var body: [UInt8]
+        /// The `updated_at` the change is given, so that the answer rendered before it matches.
+        public var updatedAt: Date
+
+        public init(apiKey: UUID, key: String, status: Int, body: [UInt8], updatedAt: Date) {
+            self.apiKey = apiKey
+            self.key = key
+            self.status = status
+            self.body = body
+            self.updatedAt = updatedAt
+        }
+    }
+
     public static func complete(apiKey: UUID, key: String, status: Int, body: [UInt8], on db: PostgresConnection) async throws {
         try await db.execute("""
             UPDATE idempotency_keys SET response_status = \(Int16(status)), response_body = \(body), completed_at = now()

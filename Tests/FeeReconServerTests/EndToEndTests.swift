@@ -38,6 +38,11 @@ import Testing
                 .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "order-1")], body: intentBody, apiKey: key)
             #expect(again.status == 201)
             #expect(again.body == first.body)
+            // The answer stored with the key describes the intent as it was recorded.
+            let id0 = try #require(intent["id"] as? String)
+            let read = try await service.request(.get, "/v1/payment-intents/\(id0)", apiKey: key)
+            #expect(read.status == 200)
+            #expect(read.body == first.body)
             // The same key with another body: refused, nothing changes.
             let before = try await service.tableCounts()
             let conflict = try await service.request(

@@ -149,7 +149,11 @@ struct CitizenPagesController {
                     vietnamese: "Hồ sơ này đã được thanh toán một phần; vui lòng liên hệ bộ phận một cửa để hoàn tất.",
                     english: "This dossier was partly paid; please contact the one-stop desk to settle the rest.", nextLink: back)
             }
-            guard case .intent(let intent, _) = result else { return Response(status: .seeOther, headers: [.location: back]) }
+            let intent: IntentRecord
+            switch result {
+            case .intent(let started, _), .answered(let started, _): intent = started
+            case .replay: return Response(status: .seeOther, headers: [.location: back])
+            }
             switch intent.status {
             case .pending:
                 if let url = intent.checkoutURL {

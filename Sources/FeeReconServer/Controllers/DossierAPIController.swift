@@ -74,7 +74,9 @@ struct DossierAPIController {
         var fingerprint = SHA256()
         fingerprint.update(Array("POST /v1/dossiers/\(code.rawValue)/payment-intents\n".utf8))
         fingerprint.update(body)
-        let idempotency = PaymentService.Idempotency(apiKey: context.client.id, key: key, requestHash: fingerprint.finalize())
+        let idempotency = PaymentService.Idempotency(
+            apiKey: context.client.id, key: key, requestHash: fingerprint.finalize(),
+            createdAnswer: { intent in try JSONCoding.encode(IntentView(intent, dossierCode: code)) })
 
         // The dossier is read under its lock inside startPayment, and is not found unless this
         // key acts for its agency.
@@ -84,6 +86,10 @@ struct DossierAPIController {
         switch result {
         case .replay(let status, let body):
             return jsonResponse(bytes: body, status: HTTPResponse.Status(code: status))
+        case .answered(let intent, let bytes):
+            var headers = HTTPFields()
+            headers[.location] = "/v1/payment-intents/\(intent.id.uuidString.lowercased())"
+            return jsonResponse(bytes: bytes, status: .created, headers: headers)
         case .intent(let intent, let created):
             let status: HTTPResponse.Status = created ? .created : .ok
             let bytes = try JSONCoding.encode(IntentView(intent, dossierCode: code))

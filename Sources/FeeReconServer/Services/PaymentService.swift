@@ -62,6 +62,9 @@ public struct PaymentService: Sendable {
         public var apiKey: UUID
         public var key: String
         public var requestHash: [UInt8]
+        /// The body of the 201 answer for a new intent. When given, the answer is stored with the
+        /// key in the same statement that records the gateway's acceptance (`.answered`).
+        public var createdAnswer: (@Sendable (IntentRecord) throws -> [UInt8])?
     }
 
     /// The result of asking to pay a dossier.
@@ -70,6 +73,9 @@ public struct PaymentService: Sendable {
         case intent(IntentRecord, created: Bool)
         /// The same Idempotency-Key and request answered before: send this again.
         case replay(status: Int, body: [UInt8])
+        /// A new intent the gateway accepted, answered with `body` (201), which is already stored
+        /// with the Idempotency-Key.
+        case answered(IntentRecord, body: [UInt8])
     }
 
     /// Which dossier to pay: by id (the citizen's pay link resolved it), or by code on behalf of
@@ -195,6 +201,11 @@ public struct PaymentService: Sendable {
             }
             return .intent(intent, created: false)
         case .new(let intent):
+            if let idempotency, let answer = idempotency.createdAnswer {
+                let (sent, body) = try await sendCreate(intent, answering: (idempotency, answer))
+                if let body { return .answered(sent, body: body) }
+                return .intent(sent, created: true)
+            }
             return .intent(try await sendCreate(intent), created: true)
         }
     }
@@ -206,7 +217,16 @@ public struct PaymentService: Sendable {
 
     /// Sends the intent's stored create request and records the answer.
     func sendCreate(_ intent: IntentRecord) async throws -> IntentRecord {
-        guard let encoded = intent.createRequest else { return intent }
+        try await sendCreate(intent, answering: nil).intent
+    }
+
+    /// `sendCreate`, and with `answering` for a new intent the gateway accepted, the API's answer
+    /// rendered for the intent as the acceptance leaves it and stored with its Idempotency-Key in
+    /// the acceptance's own statement; that body is returned (nil when it was not stored so).
+    func sendCreate(
+        _ intent: IntentRecord, answering: (Idempotency, @Sendable (IntentRecord) throws -> [UInt8])?
+    ) async throws -> (intent: IntentRecord, answer: [UInt8]?) {
+        guard let encoded = intent.createRequest else { return (intent, nil) }
         var log = logger
         log[metadataKey: "intent.id"] = "\(intent.id)"
         let outcome: Result<CreatePaymentResult, GatewayError>
@@ -218,16 +238,32 @@ public struct PaymentService: Sendable {
         // The usual case: the intent is as this request committed it, so the acceptance is one
         // statement, conditional on its version; if anything moved it meanwhile, the locked path.
         if intent.status == .created, case .success(.accepted(let txn, let url, let deadline)) = outcome {
+            let changes = IntentStore.Changes(
+                gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds)))
+            var completion: IdempotencyStore.Completion?
+            if let (idempotency, answer) = answering {
+                // The intent as this statement will leave it, stamped with the time it is given.
+                var accepted = intent
+                accepted.status = .pending
+                accepted.gatewayTransaction = txn
+                accepted.checkoutURL = url
+                accepted.expiresAt = changes.expiresAt
+                accepted.version += 1
+                accepted.updatedAt = Date()
+                completion = .init(
+                    apiKey: idempotency.apiKey, key: idempotency.key, status: 201, body: try answer(accepted),
+                    updatedAt: accepted.updatedAt)
+            }
             do {
-                return try await database.withConnection { db in
+                let accepted = try await database.withConnection { db in
                     try await IntentStore.transition(
-                        intent, to: .pending, event: .gatewayAccepted,
-                        changes: .init(gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds))),
-                        source: .gatewayReply, on: db)
+                        intent, to: .pending, event: .gatewayAccepted, changes: changes, source: .gatewayReply,
+                        completing: completion, on: db)
                 }
+                return (accepted, completion?.body)
             } catch is IntentStore.ConcurrentModification {}
         }
-        return try await database.withTransaction { db in
+        let recorded = try await database.withTransaction { db in
             guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
             // A callback may already have moved it on; then there is nothing to record here.
             guard current.status == .created || current.status == .unknown else { return current }
@@ -250,6 +286,7 @@ public struct PaymentService: Sendable {
                     detail: ["error": error.kind.rawValue], on: db)
             }
         }
+        return (recorded, nil)
     }
 
     /// Asks the gateway about an intent that is still open and applies what it says (the

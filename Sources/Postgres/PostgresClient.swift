@@ -61,7 +61,9 @@ public final class PostgresClient: Sendable {
     /// exponential backoff with jitter, up to `configuration.transactionRetry.maximumAttempts`
     /// runs in all. Keep side effects outside the database out of the body, or make them
     /// idempotent. A `BEGIN` that fails because the connection turned out to be dead is also
-    /// retried once on a fresh connection (nothing had been sent). A connection lost later
+    /// retried once on a fresh connection (nothing had been committed). `BEGIN` is sent together
+    /// with the body's first statement, in one round trip; a body that runs no statement sends
+    /// neither `BEGIN` nor `COMMIT`. A connection lost later
     /// (`PostgresError.Code.connectionLost`) is never retried: the commit may have happened.
     @discardableResult
     public func withTransaction<Result>(
@@ -95,6 +97,10 @@ public final class PostgresClient: Sendable {
                 }
             } catch let failure as BeginFailed {
                 guard reconnects < 1 else { throw failure.error }
+                reconnects += 1
+                logger.info("postgres BEGIN found the connection dead; retrying on a new one")
+            } catch let error as PostgresError where error.lostBeforeTransaction && reconnects < 1 {
+                // BEGIN travels with the first statement: that exchange failing is the same case.
                 reconnects += 1
                 logger.info("postgres BEGIN found the connection dead; retrying on a new one")
             } catch let error as PostgresError where error.isTransient && attempt < policy.maximumAttempts {

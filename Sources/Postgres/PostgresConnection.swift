@@ -43,6 +43,10 @@ public actor PostgresConnection {
     private var state: State = .disconnected
     /// Between a `COPY … FROM STDIN` being accepted and its end being sent.
     private var copyInProgress = false
+    /// The `BEGIN` of the transaction `begin` opened, not sent yet: it travels with the
+    /// transaction's first statement, in one round trip (libpq pipeline mode). A transaction that
+    /// runs no statement sends neither `BEGIN` nor `COMMIT`.
+    private var deferredBegin: String?
     private var logger: Logger
     private let notices: NoticeSink
     private var statements: StatementCache
@@ -119,6 +123,7 @@ public actor PostgresConnection {
             throw error
         }
         let handle = try connectedHandle()
+        try sendDeferredBegin(handle)
         (logger ?? self.logger).trace("postgres script", metadata: ["postgres.sql": "\(script.sql)"])
         _ = try check(PQexec(handle, script.sql), handle)
     }
@@ -150,13 +155,24 @@ public actor PostgresConnection {
         var sql = "BEGIN"
         if let isolation { sql += " ISOLATION LEVEL " + isolation.rawValue }
         if readOnly { sql += " READ ONLY" }
-        try simple(sql, logger: logger)
+        let handle = try connectedHandle()
+        guard deferredBegin == nil, PQtransactionStatus(handle) == PQTRANS_IDLE else {
+            // Not at the start of a transaction: let the server say what it says about it.
+            try simple(sql, logger: logger)
+            return
+        }
+        deferredBegin = sql
     }
 
     /// Commits; refuses (and rolls back) when an earlier statement already aborted the
     /// transaction, since `COMMIT` would silently roll back.
     func commit(logger: Logger?) throws(PostgresError) {
         let handle = try connectedHandle()
+        if deferredBegin != nil {
+            // No statement ran: there is nothing to commit.
+            deferredBegin = nil
+            return
+        }
         switch PQtransactionStatus(handle) {
         case PQTRANS_INTRANS:
             try simple("COMMIT", logger: logger)
@@ -174,6 +190,7 @@ public actor PostgresConnection {
 
     /// Rolls back if a transaction is open; a broken connection needs nothing.
     func rollback(logger: Logger?) {
+        deferredBegin = nil
         guard case .connected(let handle) = state else { return }
         switch PQtransactionStatus(handle) {
         case PQTRANS_INTRANS, PQTRANS_INERROR:
@@ -189,6 +206,7 @@ public actor PostgresConnection {
 
     private func simple(_ sql: String, logger: Logger?) throws(PostgresError) {
         let handle = try connectedHandle()
+        try sendDeferredBegin(handle)
         (logger ?? self.logger).trace("postgres query", metadata: ["postgres.sql": "\(sql)"])
         _ = try check(PQexec(handle, sql), handle)
     }
@@ -223,6 +241,7 @@ public actor PostgresConnection {
             throw error
         }
         let handle = try connectedHandle()
+        try sendDeferredBegin(handle)
         (logger ?? self.logger).trace("postgres copy", metadata: ["postgres.sql": "\(statement.sql)"])
         guard let raw = PQexec(handle, statement.sql) else { throw lostConnection(handle) }
         let result = PostgresResult(raw)
@@ -333,6 +352,8 @@ public actor PostgresConnection {
     /// left open, deallocates evicted prepared statements, drops a connection in a state it
     /// cannot recover from.
     func cleanUpAfterUse() {
+        // A BEGIN never sent leaves nothing open on the server.
+        deferredBegin = nil
         guard case .connected(let handle) = state else { return }
         switch PQtransactionStatus(handle) {
         case PQTRANS_IDLE:
@@ -427,6 +448,7 @@ public actor PostgresConnection {
         PQfinish(handle)
         state = .broken
         copyInProgress = false
+        deferredBegin = nil
         statements.removeAll()
         logger.info("postgres connection lost")
     }
@@ -442,6 +464,10 @@ public actor PostgresConnection {
         guard query.bindings.count <= Int(UInt16.max) else { throw PostgresError(.tooManyParameters) }
         let handle = try connectedHandle()
         logger.trace("postgres query", metadata: ["postgres.sql": "\(query.sql)"])
+        if let begin = deferredBegin {
+            deferredBegin = nil
+            return try runAfterBegin(begin, query, handle)
+        }
         guard statements.capacity > 0 else {
             let raw = Self.withParameters(query.bindings) { count, types, values, lengths, formats in
                 PQexecParams(handle, query.sql, count, types, values, lengths, formats, 1)
@@ -480,6 +506,109 @@ public actor PostgresConnection {
         }
     }
 
+    /// Sends a deferred `BEGIN` on its own, before something that cannot be pipelined with it.
+    private func sendDeferredBegin(_ handle: OpaquePointer) throws(PostgresError) {
+        guard let begin = deferredBegin else { return }
+        deferredBegin = nil
+        do {
+            _ = try check(PQexec(handle, begin), handle)
+        } catch {
+            throw error.beforeTransaction()
+        }
+    }
+
+    /// The transaction's `BEGIN` and its first statement in one round trip: both are queued in
+    /// libpq's pipeline mode with one Sync, then their results are read in order. A connection
+    /// lost here is reported `beforeTransaction`: nothing of the transaction can have committed.
+    private func runAfterBegin(_ begin: String, _ query: PostgresQuery, _ handle: OpaquePointer) throws(PostgresError) -> PostgresResult {
+        guard PQenterPipelineMode(handle) == 1 else {
+            do {
+                _ = try check(PQexec(handle, begin), handle)
+            } catch {
+                throw error.beforeTransaction()
+            }
+            return try statements.capacity > 0 ? runPrepared(query, handle) : check(Self.withParameters(query.bindings) {
+                PQexecParams(handle, query.sql, $0, $1, $2, $3, $4, 1)
+            }, handle)
+        }
+        var sent = PQsendQueryParams(handle, begin, 0, nil, nil, nil, nil, 0) == 1
+        var newName: String?
+        if sent {
+            if statements.capacity > 0 {
+                let name: String
+                if let cached = statements.lookup(sql: query.sql, types: query.bindings.types) {
+                    name = cached
+                } else {
+                    name = statements.nextName()
+                    newName = name
+                    sent = query.bindings.types.withUnsafeBufferPointer { types in
+                        PQsendPrepare(handle, name, query.sql, Int32(types.count), types.baseAddress)
+                    } == 1
+                }
+                if sent {
+                    sent = Self.withParameters(query.bindings) { count, _, values, lengths, formats in
+                        PQsendQueryPrepared(handle, name, count, values, lengths, formats, 1)
+                    } == 1
+                }
+            } else {
+                sent = Self.withParameters(query.bindings) { count, types, values, lengths, formats in
+                    PQsendQueryParams(handle, query.sql, count, types, values, lengths, formats, 1)
+                } == 1
+            }
+        }
+        if sent { sent = PQpipelineSync(handle) == 1 }
+        guard sent else { throw lostConnection(handle).beforeTransaction() }
+
+        // Each queued command yields its result(s) and then NULL; the Sync yields PIPELINE_SYNC.
+        // BEGIN, [PREPARE,] the statement: at most three commands, so the bound is generous.
+        var firsts: [PostgresResult?] = []
+        var current: PostgresResult?
+        var synced = false
+        for _ in 0..<32 {
+            guard let raw = PQgetResult(handle) else {
+                firsts.append(current)
+                current = nil
+                if PQstatus(handle) == CONNECTION_BAD { break }
+                continue
+            }
+            if PQresultStatus(raw) == PGRES_PIPELINE_SYNC {
+                PQclear(raw)
+                synced = true
+                break
+            }
+            if current == nil { current = PostgresResult(raw) } else { PQclear(raw) }
+        }
+        guard synced, PQexitPipelineMode(handle) == 1 else {
+            if PQstatus(handle) == CONNECTION_BAD { throw lostConnection(handle).beforeTransaction() }
+            markBroken(handle)
+            var error = PostgresError(.unexpectedResult)
+            error.reason = "the pipelined BEGIN did not complete"
+            throw error
+        }
+        let expected = newName == nil ? 2 : 3
+        guard firsts.count == expected else {
+            markBroken(handle)
+            var error = PostgresError(.unexpectedResult)
+            error.reason = "the pipelined BEGIN returned \(firsts.count) results for \(expected) commands"
+            throw error
+        }
+        do {
+            _ = try check(firsts[0], handle)
+        } catch {
+            throw error.isConnectionError ? error.beforeTransaction() : error
+        }
+        if let newName {
+            _ = try check(firsts[1], handle)
+            statements.insert(name: newName, sql: query.sql, types: query.bindings.types)
+        }
+        do {
+            return try check(firsts[expected - 1], handle)
+        } catch {
+            if Self.isStalePreparedStatement(error) { statements.remove(sql: query.sql, types: query.bindings.types) }
+            throw error
+        }
+    }
+
     /// 26000: the prepared statement is gone (DISCARD ALL); 0A000: its cached plan no longer
     /// fits the table (the schema changed).
     private static func isStalePreparedStatement(_ error: PostgresError) -> Bool {
@@ -489,7 +618,12 @@ public actor PostgresConnection {
     /// Turns libpq's answer into a result or the error it carries.
     private func check(_ raw: OpaquePointer?, _ handle: OpaquePointer) throws(PostgresError) -> PostgresResult {
         guard let raw else { throw lostConnection(handle) }
-        let result = PostgresResult(raw)
+        return try check(PostgresResult(raw), handle)
+    }
+
+    private func check(_ result: PostgresResult?, _ handle: OpaquePointer) throws(PostgresError) -> PostgresResult {
+        guard let result else { throw lostConnection(handle) }
+        let raw = result.pointer
         switch PQresultStatus(raw) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
             return result

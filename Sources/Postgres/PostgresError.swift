@@ -107,6 +107,17 @@ public struct PostgresError: Error, Sendable {
     public var isConnectionError: Bool {
         code == .connectionFailed || code == .connectionLost || code == .connectionClosed
     }
+
+    /// A connection error met while a transaction's `BEGIN` (sent with its first statement) was
+    /// on its way: no `COMMIT` was sent, so nothing of the transaction took effect and running it
+    /// again on another connection cannot apply anything twice.
+    var lostBeforeTransaction = false
+
+    func beforeTransaction() -> PostgresError {
+        var error = self
+        error.lostBeforeTransaction = isConnectionError
+        return error
+    }
 }
 
 extension PostgresError: CustomStringConvertible, CustomDebugStringConvertible {

@@ -97,6 +97,49 @@ struct ClientTests {
         }
     }
 
+    /// BEGIN travels with a transaction's first statement: whatever that statement is (new or
+    /// cached prepared statement, unprepared, failing), the transaction is a real one.
+    @Test(arguments: [0, 16])
+    func beginSentWithTheFirstStatement(statementCache: Int) async throws {
+        try await withTestDatabase(maximumConnections: 1, configure: { $0.preparedStatementCacheCapacity = statementCache }) { database in
+            let client = database.client
+            try await client.execute("CREATE TABLE t (v int PRIMARY KEY)")
+            for round in 0..<2 {  // the second round finds its statements prepared
+                let inside = try await client.withTransaction { connection in
+                    let first = try await connection.query("SELECT txid_current()")
+                    try await connection.execute("INSERT INTO t VALUES (\(Int32(round * 10 + 1)))")
+                    let second = try await connection.query("SELECT txid_current(), current_setting('transaction_isolation')")
+                    return try (first[0].decode(Int64.self), second[0].decode((Int64, String).self))
+                }
+                // One transaction from the first statement on.
+                #expect(inside.0 == inside.1.0)
+                #expect(inside.1.1 == "read committed")
+                // The first statement failing: reported, and nothing of the transaction stays.
+                let error = await #expect(throws: PostgresError.self) {
+                    try await client.withTransaction(isolation: .serializable) { connection in
+                        try await connection.execute("INSERT INTO t VALUES (\(Int32(round * 10 + 1)))")
+                    }
+                }
+                #expect(error?.sqlState == "23505")
+                // Isolation travels with the deferred BEGIN.
+                let isolation = try await client.withTransaction(isolation: .repeatableRead) { connection in
+                    try await connection.query("SELECT current_setting('transaction_isolation')")[0].decode(String.self)
+                }
+                #expect(isolation == "repeatable read")
+                // A body that runs nothing commits nothing and leaves the connection usable.
+                let nothing = try await client.withTransaction { _ in 42 }
+                #expect(nothing == 42)
+            }
+            #expect(try await client.query("SELECT v FROM t ORDER BY v").decode(Int32.self) == [1, 11])
+            // A statement the server refuses to prepare, first in its transaction.
+            let refused = await #expect(throws: PostgresError.self) {
+                try await client.withTransaction { connection in try await connection.execute("SELEC 1") }
+            }
+            #expect(refused?.sqlState == "42601")
+            #expect(try await client.query("SELECT count(*) FROM t")[0].decode(Int64.self) == 2)
+        }
+    }
+
     @Test func thrownSwiftErrorRollsBackAndIsRethrown() async throws {
         struct Abort: Error {}
         try await withTestDatabase { database in

@@ -138,11 +138,23 @@ extension AlphanumericIdentifier {
     /// here that is 88 bits or more, so a collision is practically impossible (the database's
     /// unique key is the guarantee).
     static func random(prefix: String, length: Int, using generator: inout some RandomNumberGenerator) -> Self {
-        precondition(length <= maximumLength)
-        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-        var text = prefix
-        while text.count < length { text.append(alphabet[Int.random(in: 0..<alphabet.count, using: &generator)]) }
-        return Self(unchecked: text)
+        precondition(length <= maximumLength && prefix.utf8.allSatisfy { $0 < 0x80 })
+        // 32 symbols: each is 5 bits of a 64-bit draw, so every symbol is equally likely and a
+        // draw gives twelve of them.
+        let alphabet: [UInt8] = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+        var bytes = Array(prefix.utf8)
+        var bits: UInt64 = 0
+        var left = 0
+        while bytes.count < length {
+            if left == 0 {
+                bits = generator.next()
+                left = 12
+            }
+            bytes.append(alphabet[Int(bits & 31)])
+            bits >>= 5
+            left -= 1
+        }
+        return Self(unchecked: String(decoding: bytes, as: UTF8.self))
     }
 }
 

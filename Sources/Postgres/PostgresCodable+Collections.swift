@@ -205,6 +205,11 @@ extension PostgresJSON: PostgresEncodable, PostgresDecodable {
     }
 
     public func encodeText(into buffer: inout [UInt8]) throws {
+        // The common shape (event details, headers) without a JSONEncoder per value.
+        if let object = value as? [String: String] {
+            Self.appendObject(object, to: &buffer)
+            return
+        }
         do {
             buffer.append(contentsOf: try JSONEncoder().encode(value))
         } catch {
@@ -219,6 +224,40 @@ extension PostgresJSON: PostgresEncodable, PostgresDecodable {
         } catch {
             throw .invalidValue("JSON does not decode as \(Value.self)")
         }
+    }
+}
+
+extension PostgresJSON {
+    /// `{"key":"value",…}` with keys in sorted order.
+    static func appendObject(_ object: [String: String], to buffer: inout [UInt8]) {
+        buffer.append(UInt8(ascii: "{"))
+        for (index, key) in object.keys.sorted().enumerated() {
+            if index > 0 { buffer.append(UInt8(ascii: ",")) }
+            appendString(key, to: &buffer)
+            buffer.append(UInt8(ascii: ":"))
+            appendString(object[key]!, to: &buffer)
+        }
+        buffer.append(UInt8(ascii: "}"))
+    }
+
+    /// A JSON string: `"` and `\` escaped, control characters as `\u00XX`, the rest as UTF-8.
+    static func appendString(_ text: String, to buffer: inout [UInt8]) {
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        buffer.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                buffer.append(UInt8(ascii: "\\"))
+                buffer.append(byte)
+            case 0..<0x20:
+                buffer.append(contentsOf: Array("\\u00".utf8))
+                buffer.append(hex[Int(byte >> 4)])
+                buffer.append(hex[Int(byte & 0x0F)])
+            default:
+                buffer.append(byte)
+            }
+        }
+        buffer.append(UInt8(ascii: "\""))
     }
 }
 

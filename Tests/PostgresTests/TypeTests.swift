@@ -88,6 +88,10 @@ struct TypeTests {
             "jsonb", PostgresJSON(Receipt(code: "HS-0001", amount: 150_000, lines: ["Lệ phí", "Phí"], paid: nil)),
             column: "j"),
         .init("jsonb? nil", PostgresJSON<Receipt>?.none, column: "j"),
+        .init(
+            "jsonb string object", PostgresJSON(["reason": "quote \" backslash \\ tab\t nl\n \u{1}", "Đơn vị": "Sở Tư pháp ✅", "": ""]),
+            column: "j"),
+        .init("jsonb empty object", PostgresJSON([String: String]()), column: "j"),
         .init("[Int64]", [Int64.min, 0, Int64.max], column: "i8s"),
         .init("empty [Int64]", [Int64](), column: "i8s"),
         .init("[Int32]", [Int32(1), 2, 3], column: "i4s"),

@@ -107,6 +107,11 @@ public enum IdempotencyStore {
             ON CONFLICT (api_key_id, key) DO NOTHING
             """)
         if inserted == 1 { return .claimed }
+        return try await existing(apiKey: apiKey, key: key, requestHash: requestHash, on: db)
+    }
+
+    /// What a key claimed before says about a request with `requestHash`.
+    public static func existing(apiKey: UUID, key: String, requestHash: [UInt8], on db: PostgresConnection) async throws -> Claim {
         let rows = try await db.query("""
             SELECT request_sha256, intent_id, response_status, response_body FROM idempotency_keys
             WHERE api_key_id = \(apiKey) AND key = \(key)

@@ -69,6 +69,37 @@ public enum DossierStore {
         try await dossier(where: "d.pay_token = \(payToken)", forUpdate: forUpdate, on: db)
     }
 
+    /// Which dossier `lockedClaiming` locks.
+    public enum Selector: Sendable {
+        case id(Int64)
+        case code(DossierCode)
+    }
+
+    /// Locks the dossier and, in the same statement, claims an Idempotency-Key for the caller's
+    /// request (as `IdempotencyStore.claim` inserts it). Returns the dossier, if it exists, and
+    /// whether the key was claimed by this call (false: it was claimed before; read it with
+    /// `IdempotencyStore.existing`). The claim is made even when no dossier matches, so the
+    /// caller must then roll back — as throwing out of `withTransaction` does.
+    public static func lockedClaiming(
+        _ selector: Selector, apiKey: UUID, key: String, requestHash: [UInt8], on db: PostgresConnection
+    ) async throws -> (dossier: DossierRecord, claimed: Bool)? {
+        let condition: PostgresQuery = switch selector {
+        case .id(let id): "d.id = \(id)"
+        case .code(let code): "d.code = \(code.rawValue)"
+        }
+        let rows = try await db.query("""
+            WITH claim AS (
+                INSERT INTO idempotency_keys (api_key_id, key, request_sha256) VALUES (\(apiKey), \(key), \(requestHash))
+                ON CONFLICT (api_key_id, key) DO NOTHING
+                RETURNING 1
+            )
+            SELECT \(fragment: columns), EXISTS (SELECT 1 FROM claim)
+            FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE \(fragment: condition) FOR UPDATE OF d
+            """)
+        guard let row = rows.first else { return nil }
+        return (try decodeDossier(row), try row.decode(column: 21, as: Bool.self))
+    }
+
     /// The one dossier matching `condition` (over `d`, the dossier), locked if asked.
     private static func dossier(where condition: PostgresQuery, forUpdate: Bool, on db: PostgresConnection) async throws -> DossierRecord? {
         let lock: PostgresQuery = forUpdate ? " FOR UPDATE OF d" : ""

@@ -19,6 +19,40 @@ import Testing
         return String(link.dropFirst(service.baseURL.count))
     }
 
+    /// A client that sends the same request at once on several connections (a retry racing its
+    /// original): one intent, and every answer is either the original one or "still in progress".
+    @Test func sameKeyAtOnceCreatesOneIntent() async throws {
+        try await withSandboxAndService { _, service in
+            let key = try await service.setUpAgencies()
+            #expect(try await service.request(.put, "/v1/dossiers/\(code)", body: Fixtures.dossierBody(), apiKey: key).status == 201)
+            let answers = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        let response = try await service.request(
+                            .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "race-1")], apiKey: key)
+                        return (response.status, response.body)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let created = answers.filter { $0.0 == 201 }
+            #expect(!created.isEmpty)
+            #expect(Set(created.map(\.1)).count == 1, "every 201 is the same answer")
+            for (status, body) in answers where status != 201 {
+                #expect(status == 409, "\(String(decoding: body, as: UTF8.self))")
+                #expect(String(decoding: body, as: UTF8.self).contains("idempotency-request-in-progress"))
+            }
+            let counts = try await service.tableCounts()
+            #expect(counts["payment_intents"] == 1)
+            #expect(counts["idempotency_keys"] == 1)
+            // Once answered, the key replays the same answer.
+            let later = try await service.request(
+                .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "race-1")], apiKey: key)
+            #expect(later.status == 201)
+            #expect(later.body == created.first?.1)
+        }
+    }
+
     @Test func citizenPaysThroughTheSandbox() async throws {
         try await withSandboxAndService { sandbox, service in
             let key = try await service.setUpAgencies()

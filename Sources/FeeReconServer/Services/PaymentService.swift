@@ -83,16 +83,24 @@ public struct PaymentService: Sendable {
     public enum DossierSelector: Sendable {
         case id(Int64)
         case code(DossierCode, agencies: Set<Int64>)
+
+        /// Whether the caller may pay `dossier` (an API client only within its agencies).
+        func admits(_ dossier: DossierRecord) -> Bool {
+            switch self {
+            case .id: true
+            case .code(_, let agencies): agencies.contains(dossier.agency.id)
+            }
+        }
     }
 
     /// Starts payment of a dossier, or returns its open intent. A new intent is committed as
     /// `created` before the gateway is called; then it becomes `pending` (accepted), `failed`
     /// (a definite refusal) or `unknown` (no definite answer — never `failed` on a timeout).
     ///
-    /// The common case is four statements in one transaction: the dossier locked (its agency
-    /// checked against the caller's scope), the Idempotency-Key claimed, and the intent inserted
-    /// with its event and the key pointed at it — unless the dossier has an open intent, which is
-    /// then returned instead.
+    /// The common case is two statements in one transaction: the dossier locked (its agency
+    /// checked against the caller's scope) with the Idempotency-Key claimed, and the intent
+    /// inserted with its event and the key pointed at it — unless the dossier has an open intent,
+    /// which is then returned instead.
     public func startPayment(
         dossier selector: DossierSelector, payerAddress: String, requester: Requester, idempotency: Idempotency?,
         requestID: String?
@@ -115,22 +123,31 @@ public struct PaymentService: Sendable {
         }
         let prepared: Prepared = try await database.withTransaction { db in
             let found: DossierRecord?
-            switch selector {
-            case .id(let id):
-                found = try await DossierStore.dossier(id: id, forUpdate: true, on: db)
-            case .code(let code, let agencies):
-                found = try await DossierStore.dossier(code: code, forUpdate: true, on: db).flatMap {
-                    agencies.contains($0.agency.id) ? $0 : nil
+            // With a key, the dossier's lock and the key's claim are one statement.
+            var claimed = true
+            let key: DossierStore.Selector = switch selector {
+            case .id(let id): .id(id)
+            case .code(let code, _): .code(code)
+            }
+            if let idempotency {
+                let locked = try await DossierStore.lockedClaiming(
+                    key, apiKey: idempotency.apiKey, key: idempotency.key, requestHash: idempotency.requestHash, on: db)
+                found = locked?.dossier
+                claimed = locked?.claimed ?? true
+            } else {
+                switch key {
+                case .id(let id): found = try await DossierStore.dossier(id: id, forUpdate: true, on: db)
+                case .code(let code): found = try await DossierStore.dossier(code: code, forUpdate: true, on: db)
                 }
             }
-            guard let dossier = found else {
+            guard let dossier = found, selector.admits(dossier) else {
                 switch selector {
                 case .id: throw AppError(.notFound, "no such dossier")
                 case .code(let code, _): throw AppError(.notFound, "no dossier \(code) for this API key")
                 }
             }
-            if let idempotency {
-                switch try await IdempotencyStore.claim(
+            if let idempotency, !claimed {
+                switch try await IdempotencyStore.existing(
                     apiKey: idempotency.apiKey, key: idempotency.key, requestHash: idempotency.requestHash, on: db)
                 {
                 case .claimed: break

@@ -14,7 +14,7 @@ public enum APIKeyStore {
     static let keyPrefix = "frk_"
 
     public static func create(name: String, agencyIDs: [Int64], on db: PostgresConnection) async throws -> IssuedKey {
-        let id = UUID()
+        let id = SecureRandom.uuid()
         let prefix = SecureRandom.string(length: 12, alphabet: SecureRandom.alphanumeric)
         let secret = SecureRandom.token(bytes: 32)
         try await db.execute("""

@@ -1,3 +1,4 @@
+import Foundation
 import Cryptography
 import Testing
 
@@ -73,6 +74,18 @@ import Testing
         let s = SecureRandom.string(length: 200, alphabet: SecureRandom.crockford)
         #expect(s.count == 200)
         #expect(s.allSatisfy { SecureRandom.crockford.contains($0) })
+    }
+
+    @Test func randomUUIDsAreVersion4AndDistinct() {
+        let ids = (0..<1000).map { _ in SecureRandom.uuid() }
+        #expect(Set(ids).count == 1000)
+        for id in ids {
+            let text = id.uuidString.lowercased()
+            let version = text[text.index(text.startIndex, offsetBy: 14)]
+            let variant = text[text.index(text.startIndex, offsetBy: 19)]
+            #expect(version == "4")
+            #expect("89ab".contains(variant))
+        }
     }
 
     @Test func passwordHashVerifies() {

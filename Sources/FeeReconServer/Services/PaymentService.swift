@@ -194,7 +194,7 @@ public struct PaymentService: Sendable {
                 throw AppError(.internalError, "the payment request could not be prepared")
             }
             if let intent = try await IntentStore.insertUnlessOpen(
-                id: UUID(), partner: dossier.agency.partner, reference: reference, dossierID: dossier.id,
+                id: SecureRandom.uuid(), partner: dossier.agency.partner, reference: reference, dossierID: dossier.id,
                 amount: dossier.amountDue, createRequest: encoded, source: source, actor: actor, firstCheck: firstCheck,
                 idempotencyKey: idempotency.map { ($0.apiKey, $0.key) }, on: db)
             {
@@ -447,7 +447,7 @@ struct OutcomeApplier {
     /// The "dossier paid" notification for `intent` having paid `dossier`, ready to enqueue.
     static func paidNotification(_ dossier: DossierStore.Coverage, intent: IntentRecord) throws -> OutboxStore.NewNotification {
         // A UUID's 32 hex digits without dashes (formatting and stripping a uuidString costs more).
-        let messageID = "ntf_" + withUnsafeBytes(of: UUID().uuid) { Hex.encode($0) }
+        let messageID = "ntf_" + withUnsafeBytes(of: SecureRandom.uuid().uuid) { Hex.encode($0) }
         let payload = DossierPaidNotification(
             type: "dossier.paid", id: messageID, dossierCode: dossier.code.rawValue, status: dossier.status.rawValue,
             amountDue: dossier.amountDue.dong, amountPaid: dossier.paid.dong,

@@ -37,31 +37,42 @@ struct ClientTests {
             // held cooperative threads, that work could never run and this test would hang until
             // its deadline. Asserted by liveness, not by elapsed time.
             let (release, releaser) = AsyncStream<Void>.makeStream()
-            async let holder: Void = client.withConnection { connection in
-                _ = try await connection.execute("SELECT pg_advisory_lock(42)")
-                for await _ in release { break }
-                _ = try await connection.execute("SELECT pg_advisory_unlock(42)")
+            // pg_locks is cluster-wide and other tests take advisory locks in their own databases
+            // (the migrator does): count only this database's lock 42.
+            let locks = """
+                SELECT count(*) FILTER (WHERE granted), count(*) FILTER (WHERE NOT granted) FROM pg_locks
+                WHERE locktype = 'advisory' AND objid = 42 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """
+            func lockCounts() async throws -> (granted: Int64, waiting: Int64) {
+                try await client.query(PostgresQuery(unsafeSQL: locks))[0].decode((Int64, Int64).self)
             }
-            try await poll(until: {
-                try await client.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0].decode(Int64.self) == 1
-            }, deadline: .seconds(10), "lock held")
-            async let waiters: Void = withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 { group.addTask { _ = try await client.execute("SELECT pg_advisory_xact_lock_shared(42)") } }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await client.withConnection { connection in
+                        _ = try await connection.execute("SELECT pg_advisory_lock(42)")
+                        for await _ in release { break }
+                        _ = try await connection.execute("SELECT pg_advisory_unlock(42)")
+                    }
+                }
+                do {
+                    try await poll(until: { try await lockCounts().granted == 1 }, deadline: .seconds(10), "lock held")
+                    for _ in 0..<4 { group.addTask { _ = try await client.execute("SELECT pg_advisory_xact_lock_shared(42)") } }
+                    try await poll(until: { try await lockCounts().waiting == 4 }, deadline: .seconds(10), "four queries blocked on the lock")
+                    for _ in 0..<20 {
+                        await withTaskGroup(of: Int.self) { group in
+                            for i in 0..<8 { group.addTask { i } }
+                            await group.waitForAll()
+                        }
+                    }
+                } catch {
+                    // Let go of the lock first, or the blocked queries (and this group) never end.
+                    releaser.finish()
+                    throw error
+                }
+                releaser.yield()
+                releaser.finish()
                 try await group.waitForAll()
             }
-            try await poll(until: {
-                try await client.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0].decode(Int64.self) == 4
-            }, deadline: .seconds(10), "four queries blocked on the lock")
-            for _ in 0..<20 {
-                await withTaskGroup(of: Int.self) { group in
-                    for i in 0..<8 { group.addTask { i } }
-                    await group.waitForAll()
-                }
-            }
-            releaser.yield()
-            releaser.finish()
-            try await holder
-            try await waiters
         }
     }
 

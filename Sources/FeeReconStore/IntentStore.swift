@@ -83,60 +83,62 @@ public enum IntentStore {
     }
 
     /// Inserts a new intent in `created` with its `created` event; `firstCheck` is when the
-    /// janitor first asks the gateway about it if nothing else has settled it by then.
+    /// janitor first asks the gateway about it if nothing else has settled it by then. A second
+    /// open intent for the dossier is refused by `payment_intents_one_open_per_dossier` (23505).
     public static func insert(
         id: UUID, partner: PartnerCode, reference: PaymentReference, dossierID: Int64, amount: Money,
         createRequest: [UInt8], source: EventSource, actor: String?, firstCheck: Duration? = nil, on db: PostgresConnection
     ) async throws -> IntentRecord {
-        let checkAfter = firstCheck?.wholeMilliseconds
-        let detail = ["amount": "\(amount.dong)", "reference": reference.rawValue]
-        let rows = try await db.query("""
-            WITH i AS (
-                INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
-                VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
-                        now() + \(checkAfter) * interval '1 millisecond')
-                RETURNING \(fragment: columns)
-            ), e AS (
-                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
-                SELECT id, \(IntentEventKind.created.rawValue), NULL, 'created', \(source.rawValue), NULL, \(actor), \(PostgresJSON(detail))
-                FROM i
-            )
-            SELECT \(fragment: columns) FROM i
-            """)
+        let rows = try await db.query(insertion(
+            id: id, partner: partner, reference: reference, dossierID: dossierID, amount: amount, createRequest: createRequest,
+            source: source, actor: actor, firstCheck: firstCheck, unlessOpen: false, idempotencyKey: nil))
         return try decode(rows[0])
     }
 
-    /// Inserts a new intent in `created` with its `created` event, as `insert` does, unless the
-    /// dossier already has an open intent (then nothing is written and nil is returned: the
-    /// caller reads that one). With `idempotencyKey`, that key's claim is pointed at the new
-    /// intent in the same statement. One round trip for what a new payment writes before the
-    /// gateway is called.
+    /// `insert`, unless the dossier already has an open intent: then nothing is written and nil
+    /// is returned (the caller reads that one). With `idempotencyKey`, that key's claim is pointed
+    /// at the new intent in the same statement. One round trip for what a new payment writes
+    /// before the gateway is called.
     public static func insertUnlessOpen(
         id: UUID, partner: PartnerCode, reference: PaymentReference, dossierID: Int64, amount: Money,
         createRequest: [UInt8], source: EventSource, actor: String?, firstCheck: Duration? = nil,
         idempotencyKey: (apiKey: UUID, key: String)?, on db: PostgresConnection
     ) async throws -> IntentRecord? {
+        let rows = try await db.query(insertion(
+            id: id, partner: partner, reference: reference, dossierID: dossierID, amount: amount, createRequest: createRequest,
+            source: source, actor: actor, firstCheck: firstCheck, unlessOpen: true, idempotencyKey: idempotencyKey))
+        return try rows.first.map(decode)
+    }
+
+    /// The statement of `insert` and `insertUnlessOpen`.
+    private static func insertion(
+        id: UUID, partner: PartnerCode, reference: PaymentReference, dossierID: Int64, amount: Money, createRequest: [UInt8],
+        source: EventSource, actor: String?, firstCheck: Duration?, unlessOpen: Bool, idempotencyKey: (apiKey: UUID, key: String)?
+    ) -> PostgresQuery {
         let checkAfter = firstCheck?.wholeMilliseconds
         let detail = ["amount": "\(amount.dong)", "reference": reference.rawValue]
-        // NULL key columns match no claim: without a key the last CTE updates nothing.
-        let rows = try await db.query("""
+        let onConflict: PostgresQuery = unlessOpen ? "ON CONFLICT (dossier_id) WHERE status IN ('created', 'pending', 'unknown') DO NOTHING" : ""
+        let attach: PostgresQuery = idempotencyKey.map { key in
+            """
+            , k AS (
+                UPDATE idempotency_keys SET intent_id = i.id FROM i WHERE api_key_id = \(key.apiKey) AND key = \(key.key)
+            )
+            """
+        } ?? ""
+        return """
             WITH i AS (
                 INSERT INTO payment_intents (id, partner_code, reference, dossier_id, amount, status, create_request, next_check_at)
                 VALUES (\(id), \(partner.rawValue), \(reference.rawValue), \(dossierID), \(amount.dong), 'created', \(createRequest),
                         now() + \(checkAfter) * interval '1 millisecond')
-                ON CONFLICT (dossier_id) WHERE status IN ('created', 'pending', 'unknown') DO NOTHING
+                \(fragment: onConflict)
                 RETURNING \(fragment: columns)
             ), e AS (
                 INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
                 SELECT id, \(IntentEventKind.created.rawValue), NULL, 'created', \(source.rawValue), NULL, \(actor), \(PostgresJSON(detail))
                 FROM i
-            ), k AS (
-                UPDATE idempotency_keys SET intent_id = i.id FROM i
-                WHERE api_key_id = \(idempotencyKey?.apiKey) AND key = \(idempotencyKey?.key)
-            )
+            )\(fragment: attach)
             SELECT \(fragment: columns) FROM i
-            """)
-        return try rows.first.map(decode)
+            """
     }
 
     /// What a transition changes besides the status.

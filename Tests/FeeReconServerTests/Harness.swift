@@ -88,33 +88,63 @@ func withRunningService<Result: Sendable>(
     let partners = [Fixtures.partner: [secret]]
     return try await withMigratedTestDatabase(logger: logger, maximumConnections: 8) { database in
         let http = try CurlHTTPClient(logger: logger)
-        let port = Locked<Int?>(nil)
-        // A port chosen up front, so that the callback URL given to the gateway is known.
-        let chosen = try freeLoopbackPort()
-        var settings = AppSettings(host: "127.0.0.1", port: chosen, endpoints: PublicEndpoints(baseURL: "http://127.0.0.1:\(chosen)"))
-        adjust(&settings)
-        let dependencies = AppDependencies(
-            database: database.client, gateway: makeGateway(http, partners), notifications: PortalNotifications(partners: partners),
-            http: http, notificationSecrets: [notifySecret])
-        let app = try await buildApplication(settings: settings, dependencies: dependencies, logger: logger) { bound in
-            port.withLock { $0 = bound }
+        // A port chosen up front, so that the callback URL given to the gateway is known. Another
+        // test may take it before the service binds it; then the service ends at once and a
+        // fresh port is tried (three times at most).
+        var attempt = 0
+        var started: (port: Locked<Int?>, group: ServiceGroup, running: Task<Void, Never>)?
+        while started == nil {
+            attempt += 1
+            let port = Locked<Int?>(nil)
+            let ended = Locked<String?>(nil)
+            let chosen = try freeLoopbackPort()
+            var settings = AppSettings(host: "127.0.0.1", port: chosen, endpoints: PublicEndpoints(baseURL: "http://127.0.0.1:\(chosen)"))
+            adjust(&settings)
+            let dependencies = AppDependencies(
+                database: database.client, gateway: makeGateway(http, partners), notifications: PortalNotifications(partners: partners),
+                http: http, notificationSecrets: [notifySecret])
+            let app = try await buildApplication(settings: settings, dependencies: dependencies, logger: logger) { bound in
+                port.withLock { $0 = bound }
+            }
+            let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+            let running = Task {
+                do {
+                    try await group.run()
+                    ended.withLock { $0 = "the service stopped" }
+                } catch {
+                    ended.withLock { $0 = "\(error)" }
+                }
+            }
+            do {
+                try await poll(until: { port.value != nil || ended.value != nil }, deadline: .seconds(20), "service listening")
+            } catch {
+                await group.triggerGracefulShutdown()
+                running.cancel()
+                await running.value
+                await http.shutdown()
+                throw error
+            }
+            if port.value != nil {
+                started = (port, group, running)
+            } else if attempt >= 3 {
+                await http.shutdown()
+                throw ServiceDidNotStart(reason: ended.value ?? "unknown")
+            }
         }
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        let running = Task { try await group.run() }
+        let (port, group, running) = started!
         defer { running.cancel() }
         do {
-            try await poll(until: { port.value != nil }, deadline: .seconds(20), "service listening")
             let service = RunningService(
                 baseURL: "http://127.0.0.1:\(port.value!)", database: database, http: http, partner: Fixtures.partner, secret: secret,
                 notifySecret: notifySecret)
             let result = try await body(service)
             await group.triggerGracefulShutdown()
-            _ = try? await running.value
+            await running.value
             await http.shutdown()
             return result
         } catch {
             await group.triggerGracefulShutdown()
-            _ = try? await running.value
+            await running.value
             await http.shutdown()
             throw error
         }
@@ -143,4 +173,10 @@ extension RunningService {
             return counts
         }
     }
+}
+
+/// The service did not start listening in three attempts; `reason` is how its last run ended.
+struct ServiceDidNotStart: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { "the service did not start listening: \(reason)" }
 }

@@ -58,21 +58,33 @@ public enum DossierStore {
         """
 
     public static func dossier(code: DossierCode, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
-        try await dossier(where: "d.code = \(code.rawValue)", forUpdate: forUpdate, on: db)
+        try await dossier(.code(code), forUpdate: forUpdate, on: db)
     }
 
     public static func dossier(id: Int64, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
-        try await dossier(where: "d.id = \(id)", forUpdate: forUpdate, on: db)
+        try await dossier(.id(id), forUpdate: forUpdate, on: db)
     }
 
     public static func dossier(payToken: String, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
         try await dossier(where: "d.pay_token = \(payToken)", forUpdate: forUpdate, on: db)
     }
 
-    /// Which dossier `lockedClaiming` locks.
+    /// A dossier by id or by code.
     public enum Selector: Sendable {
         case id(Int64)
         case code(DossierCode)
+
+        /// The condition over `d`, the dossier.
+        var condition: PostgresQuery {
+            switch self {
+            case .id(let id): "d.id = \(id)"
+            case .code(let code): "d.code = \(code.rawValue)"
+            }
+        }
+    }
+
+    public static func dossier(_ selector: Selector, forUpdate: Bool = false, on db: PostgresConnection) async throws -> DossierRecord? {
+        try await dossier(where: selector.condition, forUpdate: forUpdate, on: db)
     }
 
     /// Locks the dossier and, in the same statement, claims an Idempotency-Key for the caller's
@@ -83,10 +95,6 @@ public enum DossierStore {
     public static func lockedClaiming(
         _ selector: Selector, apiKey: UUID, key: String, requestHash: [UInt8], on db: PostgresConnection
     ) async throws -> (dossier: DossierRecord, claimed: Bool)? {
-        let condition: PostgresQuery = switch selector {
-        case .id(let id): "d.id = \(id)"
-        case .code(let code): "d.code = \(code.rawValue)"
-        }
         let rows = try await db.query("""
             WITH claim AS (
                 INSERT INTO idempotency_keys (api_key_id, key, request_sha256) VALUES (\(apiKey), \(key), \(requestHash))
@@ -94,7 +102,7 @@ public enum DossierStore {
                 RETURNING 1
             )
             SELECT \(fragment: columns), EXISTS (SELECT 1 FROM claim)
-            FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE \(fragment: condition) FOR UPDATE OF d
+            FROM dossiers d JOIN agencies a ON a.id = d.agency_id WHERE \(fragment: selector.condition) FOR UPDATE OF d
             """)
         guard let row = rows.first else { return nil }
         return (try decodeDossier(row), try row.decode(column: 21, as: Bool.self))

@@ -84,6 +84,14 @@ public struct PaymentService: Sendable {
         case id(Int64)
         case code(DossierCode, agencies: Set<Int64>)
 
+        /// Which dossier, as the store finds it.
+        var dossier: DossierStore.Selector {
+            switch self {
+            case .id(let id): .id(id)
+            case .code(let code, _): .code(code)
+            }
+        }
+
         /// Whether the caller may pay `dossier` (an API client only within its agencies).
         func admits(_ dossier: DossierRecord) -> Bool {
             switch self {
@@ -125,20 +133,13 @@ public struct PaymentService: Sendable {
             let found: DossierRecord?
             // With a key, the dossier's lock and the key's claim are one statement.
             var claimed = true
-            let key: DossierStore.Selector = switch selector {
-            case .id(let id): .id(id)
-            case .code(let code, _): .code(code)
-            }
             if let idempotency {
                 let locked = try await DossierStore.lockedClaiming(
-                    key, apiKey: idempotency.apiKey, key: idempotency.key, requestHash: idempotency.requestHash, on: db)
+                    selector.dossier, apiKey: idempotency.apiKey, key: idempotency.key, requestHash: idempotency.requestHash, on: db)
                 found = locked?.dossier
                 claimed = locked?.claimed ?? true
             } else {
-                switch key {
-                case .id(let id): found = try await DossierStore.dossier(id: id, forUpdate: true, on: db)
-                case .code(let code): found = try await DossierStore.dossier(code: code, forUpdate: true, on: db)
-                }
+                found = try await DossierStore.dossier(selector.dossier, forUpdate: true, on: db)
             }
             guard let dossier = found, selector.admits(dossier) else {
                 switch selector {

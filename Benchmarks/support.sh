@@ -52,6 +52,40 @@ new_secret() { printf 'whsec_%s\n' "$(openssl rand -base64 32)"; }
 # result_field LINE KEY: the value of KEY=… in a RESULT line.
 result_field() { python3 -c 'import sys; print(dict(kv.split("=", 1) for kv in sys.argv[1].split()[1:])[sys.argv[2]])' "$1" "$2"; }
 
+# cpu_ticks PID...: CPU clock ticks (user + system) used so far by the PIDs and their descendants:
+# live processes read directly, exited children through their parent's cutime/cstime. Taken
+# before and after a run, the difference is what the processes cost, whatever else the host ran.
+cpu_ticks() {
+    python3 - "$@" <<'PY'
+import os, sys
+procs = {}
+for name in os.listdir("/proc"):
+    if not name.isdigit():
+        continue
+    try:
+        text = open(f"/proc/{name}/stat").read()
+    except OSError:
+        continue
+    f = text[text.rindex(")") + 2:].split()
+    procs[int(name)] = (int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14]))
+total, todo, seen = 0, [int(p) for p in sys.argv[1:]], set()
+while todo:
+    pid = todo.pop()
+    if pid in seen or pid not in procs:
+        continue
+    seen.add(pid)
+    total += procs[pid][1]
+    todo.extend(child for child, (ppid, _) in procs.items() if ppid == pid)
+print(total)
+PY
+}
+
+# steal_ticks: the host's stolen CPU ticks so far (/proc/stat), to show how loaded the host was.
+steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
+
+# us_per KTICKS COUNT: microseconds of CPU per item for a difference of clock ticks.
+us_per() { python3 -c "import os, sys; print('%.0f' % (int(sys.argv[1]) * 1e6 / os.sysconf('SC_CLK_TCK') / max(1, int(sys.argv[2]))))" "$1" "$2"; }
+
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
 # pgbench_prepare DB: the peer's table and script (a single-row INSERT … ON CONFLICT DO NOTHING

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PortalGateway
 import Postgres
+import Synchronization
 
 /// A verified callback waiting to be applied.
 struct InboundCallback: Sendable {
@@ -347,43 +348,66 @@ struct CallbackProcessor: Sendable {
 /// one transaction (group commit) while each is still answered only after its own commit. At
 /// low load a batch is a single callback and adds no delay; under load, callbacks that arrive
 /// while a batch commits form the next one.
-actor CallbackBatcher {
-    private struct Waiting {
+///
+/// One transaction runs whenever any callback waits. A further one runs alongside only while at
+/// least `overlapThreshold` callbacks wait (half a batch unless told): a few waiting callbacks
+/// join the next batch of the transaction already running, which is cheaper for the database than
+/// a small transaction of their own (each statement of a batch costs about the same for 5
+/// callbacks as for 40), and a long queue is worked off by up to `maxConcurrentBatches`
+/// transactions at once. In `Benchmarks/callback-ingest` this cut PostgreSQL's CPU per callback
+/// by about a sixth against starting a transaction whenever fewer than the maximum ran.
+final class CallbackBatcher: Sendable {
+    private struct Waiting: Sendable {
         var callback: InboundCallback
         var continuation: CheckedContinuation<CallbackAnswer, Never>
+    }
+
+    private struct State {
+        var queue: [Waiting] = []
+        var running = 0
     }
 
     private let processor: CallbackProcessor
     private let maxBatch: Int
     private let maxConcurrentBatches: Int
-    private var queue: [Waiting] = []
-    private var running = 0
+    private let overlapThreshold: Int
+    private let state = Mutex(State())
 
-    init(processor: CallbackProcessor, maxBatch: Int, maxConcurrentBatches: Int) {
+    init(processor: CallbackProcessor, maxBatch: Int, maxConcurrentBatches: Int, overlapThreshold: Int? = nil) {
         self.processor = processor
         self.maxBatch = max(1, maxBatch)
         self.maxConcurrentBatches = max(1, maxConcurrentBatches)
+        self.overlapThreshold = max(1, overlapThreshold ?? max(1, maxBatch / 2))
     }
 
     func submit(_ callback: InboundCallback) async -> CallbackAnswer {
         await withCheckedContinuation { continuation in
-            queue.append(Waiting(callback: callback, continuation: continuation))
-            if running < maxConcurrentBatches {
-                running += 1
-                Task { await self.drain() }
+            let start = state.withLock { state in
+                state.queue.append(Waiting(callback: callback, continuation: continuation))
+                guard state.running == 0
+                    || (state.running < maxConcurrentBatches && state.queue.count >= overlapThreshold)
+                else { return false }
+                state.running += 1
+                return true
             }
+            if start { Task { await self.drain() } }
         }
     }
 
+    /// The next batch for a transaction that has just finished (or started), or nil when it
+    /// should end: nothing waits, or so little that another running transaction takes it next.
+    /// While anything waits, some transaction runs.
     private func take() -> [Waiting]? {
-        guard !queue.isEmpty else {
-            running -= 1
-            return nil
+        state.withLock { state in
+            guard !state.queue.isEmpty, state.running == 1 || state.queue.count >= overlapThreshold else {
+                state.running -= 1
+                return nil
+            }
+            let count = min(maxBatch, state.queue.count)
+            let batch = Array(state.queue.prefix(count))
+            state.queue.removeFirst(count)
+            return batch
         }
-        let count = min(maxBatch, queue.count)
-        let batch = Array(queue.prefix(count))
-        queue.removeFirst(count)
-        return batch
     }
 
     private func drain() async {

@@ -514,18 +514,18 @@ struct DossierPaidNotification: Encodable {
         out.append(UInt8(ascii: "{"))
         key("amountDue", first: true); out.append(contentsOf: String(amountDue).utf8)
         key("amountPaid"); out.append(contentsOf: String(amountPaid).utf8)
-        key("dossierCode"); JSONBytes.appendString(dossierCode, to: &out)
-        key("id"); JSONBytes.appendString(id, to: &out)
+        key("dossierCode"); JSONWriting.appendString(dossierCode, to: &out)
+        key("id"); JSONWriting.appendString(id, to: &out)
         key("payment"); out.append(UInt8(ascii: "{"))
         key("amount", first: true); out.append(contentsOf: String(payment.amount).utf8)
-        if let bank = payment.bankCode { key("bankCode"); JSONBytes.appendString(bank, to: &out) }
-        if let txn = payment.gatewayTransaction { key("gatewayTransaction"); JSONBytes.appendString(txn, to: &out) }
-        key("intentId"); JSONBytes.appendString(payment.intentId, to: &out)
-        if let paidAt = payment.paidAt { key("paidAt"); JSONBytes.appendString(JSONBytes.iso8601(paidAt), to: &out) }
-        key("reference"); JSONBytes.appendString(payment.reference, to: &out)
+        if let bank = payment.bankCode { key("bankCode"); JSONWriting.appendString(bank, to: &out) }
+        if let txn = payment.gatewayTransaction { key("gatewayTransaction"); JSONWriting.appendString(txn, to: &out) }
+        key("intentId"); JSONWriting.appendString(payment.intentId, to: &out)
+        if let paidAt = payment.paidAt { key("paidAt"); JSONWriting.appendString(JSONBytes.iso8601(paidAt), to: &out) }
+        key("reference"); JSONWriting.appendString(payment.reference, to: &out)
         out.append(UInt8(ascii: "}"))
-        key("status"); JSONBytes.appendString(status, to: &out)
-        key("type"); JSONBytes.appendString(type, to: &out)
+        key("status"); JSONWriting.appendString(status, to: &out)
+        key("type"); JSONWriting.appendString(type, to: &out)
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -533,30 +533,6 @@ struct DossierPaidNotification: Encodable {
 
 /// Pieces of JSON written the way `JSONEncoder` writes them, for hand-written encoders.
 enum JSONBytes {
-    /// A string literal escaped as `JSONEncoder` escapes it (`.withoutEscapingSlashes`): quote,
-    /// backslash, `\b \t \n \f \r`, other controls as `\u00xx`; everything else as UTF-8.
-    static func appendString(_ text: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        let hex = Array("0123456789abcdef".utf8)
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x08: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
-            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0C: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
-            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0..<0x20:
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
     /// `yyyy-MM-ddTHH:mm:ssZ` in UTC, fractions of a second dropped, as `.iso8601` encodes dates.
     static func iso8601(_ date: Date) -> String {
         let seconds = Int64(date.timeIntervalSince1970.rounded(.down))

@@ -14,7 +14,9 @@ bench_build() {
     done
     local bin
     bin="$(swift build -c release --scratch-path "$BENCH_SCRATCH" --show-bin-path)"
-    FEERECON_BIN="$bin/feerecon"
+    # BENCH_SERVICE_BIN: another build of feerecon to measure (e.g. a copy of an earlier
+    # release build), for comparing two builds on the same host in the same hour.
+    FEERECON_BIN="${BENCH_SERVICE_BIN:-$bin/feerecon}"
     BENCH_BIN="$bin/feerecon-bench"
     [ -x "$FEERECON_BIN" ] && [ -x "$BENCH_BIN" ] || die "the release build produced no executables"
 }

@@ -180,7 +180,7 @@ public enum ExceptionStore {
     ) async throws -> Bool {
         try await db.execute("""
             INSERT INTO exceptions (kind, agency_id, dossier_id, intent_id, inbound_message_id, amount, detail)
-            VALUES (\(kind.rawValue), \(agencyID), \(dossierID), \(intentID), \(messageID), \(amount?.dong), \(PostgresJSON(detail)))
+            VALUES (\(kind.rawValue), \(agencyID), \(dossierID), \(intentID), \(messageID), \(amount?.dong), \(JSONText.jsonb(detail)))
             ON CONFLICT DO NOTHING
             """) == 1
     }
@@ -230,7 +230,7 @@ public enum AuditStore {
     ) async throws {
         try await db.execute("""
             INSERT INTO audit_log (actor_kind, actor_id, action, agency_id, subject, reason, detail, request_id)
-            VALUES (\(actor.rawValue), \(actorID), \(action), \(agencyID), \(subject), \(reason), \(PostgresJSON(detail)), \(requestID))
+            VALUES (\(actor.rawValue), \(actorID), \(action), \(agencyID), \(subject), \(reason), \(JSONText.jsonb(detail)), \(requestID))
             """)
     }
 }

@@ -64,7 +64,7 @@ public enum InboundMessageStore {
         let rows = try await db.query("""
             INSERT INTO inbound_messages
                 (partner_code, webhook_id, message_type, headers, body, reference, intent_id, result_code, reply_body)
-            VALUES (\(message.partner.rawValue), \(message.webhookID), \(message.messageType), \(PostgresJSON(message.headers)),
+            VALUES (\(message.partner.rawValue), \(message.webhookID), \(message.messageType), \(JSONText.jsonb(rows: message.headers)),
                     \(message.body), \(message.reference), \(message.intentID), \(message.resultCode), \(message.replyBody))
             ON CONFLICT (partner_code, webhook_id) WHERE is_final DO NOTHING
             RETURNING id

@@ -134,7 +134,7 @@ public enum IntentStore {
                 RETURNING \(fragment: columns)
             ), e AS (
                 INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
-                SELECT id, \(IntentEventKind.created.rawValue), NULL, 'created', \(source.rawValue), NULL, \(actor), \(PostgresJSON(detail))
+                SELECT id, \(IntentEventKind.created.rawValue), NULL, 'created', \(source.rawValue), NULL, \(actor), \(JSONText.jsonb(detail))
                 FROM i
             )\(fragment: attach)
             SELECT \(fragment: columns) FROM i
@@ -220,7 +220,7 @@ public enum IntentStore {
             ), e AS (
                 INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
                 SELECT id, \(event.rawValue), \(intent.status.rawValue), \(to.rawValue), \(source.rawValue), \(messageID),
-                       \(actor), \(PostgresJSON(detail))
+                       \(actor), \(JSONText.jsonb(detail))
                 FROM u
             )\(fragment: completion)
             SELECT \(fragment: columns) FROM u
@@ -368,7 +368,7 @@ public enum IntentStore {
         try await db.execute("""
             INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
             VALUES (\(intentID), \(kind.rawValue), \(from?.rawValue), \(to.rawValue), \(source.rawValue), \(messageID),
-                    \(actor), \(PostgresJSON(detail)))
+                    \(actor), \(JSONText.jsonb(detail)))
             """)
     }
 

@@ -45,7 +45,7 @@ public struct PortalGatewayClient: PaymentGateway {
                 PhiLePhi: request.feeLines.map {
                     WireFeeLine(LoaiPhiLePhi: $0.kind.wire, MaPhiLePhi: $0.code, TenPhiLePhi: $0.name, SoTien: $0.amount.dong)
                 }))
-        return try Self.encode(wire)
+        return wire.encoded()
     }
 
     public func create(encoded: [UInt8], partner: PartnerCode) async throws(GatewayError) -> CreatePaymentResult {
@@ -182,7 +182,7 @@ public struct PortalGatewayClient: PaymentGateway {
                 throw GatewayError(.malformedReply, "reply is not acceptable JSON: \(error.reason)")
             }
             do {
-                return try JSONDecoder().decode(WireReply.self, from: Data(body))
+                return try WireReply.decodeFlat(body) ?? JSONDecoder().decode(WireReply.self, from: Data(body))
             } catch {
                 throw GatewayError(.malformedReply, "reply lacks MaLoi or has a field of the wrong type")
             }

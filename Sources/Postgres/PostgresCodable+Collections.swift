@@ -205,11 +205,6 @@ extension PostgresJSON: PostgresEncodable, PostgresDecodable {
     }
 
     public func encodeText(into buffer: inout [UInt8]) throws {
-        // The common shape (event details, headers) without a JSONEncoder per value.
-        if let object = value as? [String: String] {
-            JSONWriting.appendObject(object, to: &buffer)
-            return
-        }
         do {
             buffer.append(contentsOf: try JSONEncoder().encode(value))
         } catch {
@@ -224,51 +219,6 @@ extension PostgresJSON: PostgresEncodable, PostgresDecodable {
         } catch {
             throw .invalidValue("JSON does not decode as \(Value.self)")
         }
-    }
-}
-
-/// JSON text written by hand where a `JSONEncoder` per value costs too much: `PostgresJSON`'s
-/// string objects, and the service's batched jsonb rows and notification payloads.
-public enum JSONWriting {
-    /// `{"key":"value",…}` with keys in sorted order.
-    public static func appendObject(_ object: [String: String], to buffer: inout [UInt8]) {
-        buffer.append(UInt8(ascii: "{"))
-        for (index, key) in object.keys.sorted().enumerated() {
-            if index > 0 { buffer.append(UInt8(ascii: ",")) }
-            appendString(key, to: &buffer)
-            buffer.append(UInt8(ascii: ":"))
-            appendString(object[key]!, to: &buffer)
-        }
-        buffer.append(UInt8(ascii: "}"))
-    }
-
-    /// A JSON string literal, escaped as `JSONEncoder` escapes it (with `.withoutEscapingSlashes`):
-    /// quote and backslash, `\b \t \n \f \r`, other control characters as `\u00xx`, everything
-    /// else as its UTF-8. The one JSON string escaper of the service's hand-written encoders.
-    public static func appendString(_ text: String, to buffer: inout [UInt8]) {
-        let hex: StaticString = "0123456789abcdef"
-        buffer.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                buffer.append(UInt8(ascii: "\\"))
-                buffer.append(byte)
-            case 0x08: buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
-            case 0x09: buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0x0A: buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0C: buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
-            case 0x0D: buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0..<0x20:
-                buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                hex.withUTF8Buffer { digits in
-                    buffer.append(digits[Int(byte >> 4)])
-                    buffer.append(digits[Int(byte & 0x0F)])
-                }
-            default:
-                buffer.append(byte)
-            }
-        }
-        buffer.append(UInt8(ascii: "\""))
     }
 }
 

@@ -37,3 +37,33 @@ import Testing
         #expect(WireCallback.decodeFlat(Array(Self.bodies[1].utf8)) != nil)
     }
 }
+
+/// The fast reading of a flat reply agrees with `JSONDecoder` on every reply it accepts.
+@Suite struct FlatReplyDecodingTests {
+    static let bodies: [String] = [
+        #"{"MaLoi":"00","MoTaLoi":"Thành công","MaThamChieu":"PI1","MaGiaoDich":"PG1","DuongDanThanhToan":"http://127.0.0.1:8/ppdvcqg/v1/thanh-toan/PG1","HanThanhToan":"20240101103000"}"#,
+        #"{"MaLoi":"00","TrangThaiGD":"00","SoTien":150000,"SoTienDaHoan":0,"MaNganHang":"VCB","ThoiGianGD":"20240101101500","MaGiaoDichHoan":null}"#,
+        #"{"MaLoi":"99"}"#,
+        // Not the flat shape, or not valid: JSONDecoder decides.
+        #"{"MaLoi":"00","DuongDanThanhToan":"http:\/\/127.0.0.1\/x"}"#,
+        #"{"MaLoi":0}"#,
+        #"{"MaLoi":null}"#,
+        #"{"MoTaLoi":"no code"}"#,
+        #"{"MaLoi":"00","SoTien":"150000"}"#,
+        #"{"MaLoi":"00","SoTien":1.5}"#,
+        #"{"MaLoi":"00","Extra":[1]}"#,
+    ]
+
+    @Test(arguments: bodies)
+    func agreesWithJSONDecoder(_ text: String) {
+        let body = Array(text.utf8)
+        let reference = try? JSONDecoder().decode(WireReply.self, from: Data(body))
+        if let fast = WireReply.decodeFlat(body) {
+            #expect(reference.map { String(describing: $0) } == String(describing: fast))
+        }
+    }
+
+    @Test func takesTheCommonShape() {
+        for text in Self.bodies.prefix(3) { #expect(WireReply.decodeFlat(Array(text.utf8)) != nil) }
+    }
+}

@@ -503,35 +503,29 @@ struct DossierPaidNotification: Encodable {
     /// dates as ISO 8601 seconds), written directly: one is made for every paid dossier, and
     /// `JSONEncoder` was a tenth of a callback's cost.
     func encoded() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(384)
-        func key(_ name: StaticString, first: Bool = false) {
-            if !first { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "\""))
-            name.withUTF8Buffer { out.append(contentsOf: $0) }
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-        }
-        out.append(UInt8(ascii: "{"))
-        key("amountDue", first: true); out.append(contentsOf: String(amountDue).utf8)
-        key("amountPaid"); out.append(contentsOf: String(amountPaid).utf8)
-        key("dossierCode"); JSONWriting.appendString(dossierCode, to: &out)
-        key("id"); JSONWriting.appendString(id, to: &out)
-        key("payment"); out.append(UInt8(ascii: "{"))
-        key("amount", first: true); out.append(contentsOf: String(payment.amount).utf8)
-        if let bank = payment.bankCode { key("bankCode"); JSONWriting.appendString(bank, to: &out) }
-        if let txn = payment.gatewayTransaction { key("gatewayTransaction"); JSONWriting.appendString(txn, to: &out) }
-        key("intentId"); JSONWriting.appendString(payment.intentId, to: &out)
-        if let paidAt = payment.paidAt { key("paidAt"); JSONWriting.appendString(JSONBytes.iso8601(paidAt), to: &out) }
-        key("reference"); JSONWriting.appendString(payment.reference, to: &out)
-        out.append(UInt8(ascii: "}"))
-        key("status"); JSONWriting.appendString(status, to: &out)
-        key("type"); JSONWriting.appendString(type, to: &out)
-        out.append(UInt8(ascii: "}"))
-        return out
+        var json = JSONWriter(capacity: 384)
+        json.beginObject()
+        json.field("amountDue", amountDue)
+        json.field("amountPaid", amountPaid)
+        json.field("dossierCode", dossierCode)
+        json.field("id", id)
+        json.key("payment")
+        json.beginObject()
+        json.field("amount", payment.amount)
+        json.field("bankCode", payment.bankCode)
+        json.field("gatewayTransaction", payment.gatewayTransaction)
+        json.field("intentId", payment.intentId)
+        json.field("paidAt", payment.paidAt.map(JSONBytes.iso8601))
+        json.field("reference", payment.reference)
+        json.endObject()
+        json.field("status", status)
+        json.field("type", type)
+        json.endObject()
+        return json.bytes
     }
 }
 
-/// Pieces of JSON written the way `JSONEncoder` writes them, for hand-written encoders.
+/// Dates written the way `JSONCoding`'s encoder writes them, for hand-written encoders.
 enum JSONBytes {
     /// `yyyy-MM-ddTHH:mm:ssZ` in UTC, fractions of a second dropped, as `.iso8601` encodes dates.
     static func iso8601(_ date: Date) -> String {

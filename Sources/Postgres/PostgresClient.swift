@@ -26,7 +26,8 @@ public final class PostgresClient: Sendable {
 
     /// Lends a connection to `body` and takes it back afterwards, rolling back any transaction the
     /// body left open. While `body` runs, the task prefers the connection's thread, so its queries
-    /// need no extra thread hops. The connection must not escape `body`.
+    /// need no extra thread hops. The connection must not escape `body`. If the task is cancelled
+    /// while a statement of the lease runs, the server is asked to cancel it (SQLSTATE 57014).
     @discardableResult
     public func withConnection<Result>(
         isolation: isolated (any Actor)? = #isolation,
@@ -38,7 +39,11 @@ public final class PostgresClient: Sendable {
             result = try await withTaskExecutorPreference(connection.executors.task, isolation: isolation) {
                 try await connection.prepareForUse()
                 do {
-                    let result = try await body(connection)
+                    let result = try await withTaskCancellationHandler {
+                        try await body(connection)
+                    } onCancel: {
+                        connection.canceller.cancel()
+                    }
                     await connection.cleanUpAfterUse()
                     return result
                 } catch {
@@ -122,7 +127,11 @@ public final class PostgresClient: Sendable {
     public func query(_ query: PostgresQuery, logger: Logger? = nil) async throws -> PostgresRows {
         let connection = try await acquire()
         do {
-            let rows = try await connection.queryLeased(query, logger: logger)
+            let rows = try await withTaskCancellationHandler {
+                try await connection.queryLeased(query, logger: logger)
+            } onCancel: {
+                connection.canceller.cancel()
+            }
             await release(connection)
             return rows
         } catch {
@@ -136,7 +145,11 @@ public final class PostgresClient: Sendable {
     public func execute(_ query: PostgresQuery, logger: Logger? = nil) async throws -> Int {
         let connection = try await acquire()
         do {
-            let rows = try await connection.queryLeased(query, logger: logger)
+            let rows = try await withTaskCancellationHandler {
+                try await connection.queryLeased(query, logger: logger)
+            } onCancel: {
+                connection.canceller.cancel()
+            }
             await release(connection)
             return rows.affectedRows
         } catch {

@@ -50,6 +50,8 @@ public actor PostgresConnection {
     private var logger: Logger
     private let notices: NoticeSink
     private var statements: StatementCache
+    /// Cancels the running statement from outside the connection's thread.
+    nonisolated let canceller: StatementCanceller
 
     private static let nextID = Atomic<Int>(1)
 
@@ -62,6 +64,7 @@ public actor PostgresConnection {
         logger[metadataKey: "postgres.connection.id"] = "\(id)"
         self.logger = logger
         self.notices = NoticeSink(logger: logger)
+        self.canceller = StatementCanceller(logger: logger)
         self.statements = StatementCache(capacity: configuration.preparedStatementCacheCapacity)
     }
 
@@ -83,6 +86,7 @@ public actor PostgresConnection {
             PQfinish(handle)
             logger.debug("postgres connection closed")
         }
+        canceller.install(from: nil)
         state = .closed
     }
 
@@ -355,6 +359,12 @@ public actor PostgresConnection {
         // A BEGIN never sent leaves nothing open on the server.
         deferredBegin = nil
         guard case .connected(let handle) = state else { return }
+        if canceller.takeSent() {
+            // The request may still be on its way and would cancel the next lease's statement.
+            logger.info("postgres connection closed after a cancel request")
+            markBroken(handle)
+            return
+        }
         switch PQtransactionStatus(handle) {
         case PQTRANS_IDLE:
             break
@@ -414,6 +424,7 @@ public actor PostgresConnection {
         }, Unmanaged.passUnretained(notices).toOpaque())
         statements.removeAll()
         state = .connected(handle)
+        canceller.install(from: handle)
         logger.debug("postgres connection opened", metadata: ["postgres.backend.pid": "\(PQbackendPID(handle))"])
     }
 
@@ -446,6 +457,7 @@ public actor PostgresConnection {
     private func markBroken(_ handle: OpaquePointer) {
         guard case .connected(let current) = state, current == handle else { return }
         PQfinish(handle)
+        canceller.install(from: nil)
         state = .broken
         copyInProgress = false
         deferredBegin = nil
@@ -460,6 +472,8 @@ public actor PostgresConnection {
     }
 
     private func run(_ query: PostgresQuery, logger: Logger) throws(PostgresError) -> PostgresResult {
+        canceller.statementStarted()
+        defer { canceller.statementEnded() }
         if let error = query.bindings.encodingError { throw error }
         guard query.bindings.count <= Int(UInt16.max) else { throw PostgresError(.tooManyParameters) }
         let handle = try connectedHandle()

@@ -29,6 +29,47 @@ struct ClientTests {
         }
     }
 
+    /// A cancelled task's statement is cancelled on the server (not run to completion), in a
+    /// single statement and inside a transaction; the connection it ran on is not reused (a late
+    /// cancel request could hit its next statement), and the pool goes on working.
+    @Test(arguments: [false, true])
+    func cancellingATaskCancelsItsStatement(inTransaction: Bool) async throws {
+        try await withTestDatabase(maximumConnections: 2) { database in
+            let client = database.client
+            let marker = inTransaction ? "cancel-me-tx" : "cancel-me"
+            let sleeping = PostgresQuery(unsafeSQL: "SELECT pg_sleep(60), '\(marker)'")
+            let task = Task {
+                if inTransaction {
+                    try await client.withTransaction { db in
+                        _ = try await db.query("SELECT 1")
+                        return try await db.query(sleeping).count
+                    }
+                } else {
+                    try await client.query(sleeping).count
+                }
+            }
+            func running() async throws -> Int64 {
+                try await client.query("""
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND state = 'active' AND query LIKE \("%'\(marker)'%") AND pid <> pg_backend_pid()
+                    """)[0].decode(Int64.self)
+            }
+            let backends = try await client.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")[0]
+                .decode(Int64.self)
+            #expect(backends >= 1)
+            try await poll(until: { try await running() == 1 }, deadline: .seconds(10), "the statement is running")
+            task.cancel()
+            switch await task.result {
+            case .success:
+                Issue.record("a cancelled 60 s statement returned")
+            case .failure(let error):
+                #expect((error as? PostgresError)?.isQueryCanceled == true, "\(error)")
+            }
+            try await poll(until: { try await running() == 0 }, deadline: .seconds(10), "the server stopped the statement")
+            for _ in 0..<4 { #expect(try await client.query("SELECT 1")[0].decode(Int32.self) == 1) }
+        }
+    }
+
     @Test func blockingQueriesLeaveTheCooperativePoolFree() async throws {
         try await withTestDatabase(maximumConnections: 6) { database in
             let client = database.client

@@ -361,8 +361,7 @@ public actor PostgresConnection {
         guard case .connected(let handle) = state else { return }
         if canceller.takeSent() {
             // The request may still be on its way and would cancel the next lease's statement.
-            logger.info("postgres connection closed after a cancel request")
-            markBroken(handle)
+            markBroken(handle, reason: "postgres connection closed after a cancel request")
             return
         }
         switch PQtransactionStatus(handle) {
@@ -454,7 +453,7 @@ public actor PostgresConnection {
         }
     }
 
-    private func markBroken(_ handle: OpaquePointer) {
+    private func markBroken(_ handle: OpaquePointer, reason: String = "postgres connection lost") {
         guard case .connected(let current) = state, current == handle else { return }
         PQfinish(handle)
         canceller.install(from: nil)
@@ -462,7 +461,7 @@ public actor PostgresConnection {
         copyInProgress = false
         deferredBegin = nil
         statements.removeAll()
-        logger.info("postgres connection lost")
+        logger.info("\(reason)")
     }
 
     private func lostConnection(_ handle: OpaquePointer) -> PostgresError {

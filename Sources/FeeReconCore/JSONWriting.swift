@@ -1,8 +1,9 @@
 /// JSON text written by hand where a `JSONEncoder` per value costs too much: the batched jsonb
 /// rows of the store, the "dossier paid" payloads, the gateway's create requests. Written as
 /// `JSONEncoder` writes it (`.sortedKeys`, `.withoutEscapingSlashes`), so a hand-written encoder
-/// can be tested byte for byte against the `Codable` one. (The `Postgres` module, which depends on
-/// nothing of the service, has its own copy for `PostgresJSON`.)
+/// can be tested byte for byte against the `Codable` one. Strings are escaped here and nowhere
+/// else in the service: string-keyed jsonb values are bound as `PostgresRawJSON` made by
+/// `JSONText`, not through `PostgresJSON`'s `JSONEncoder`.
 public enum JSONWriting {
     /// `{"key":"value",…}` with keys in sorted order.
     public static func appendObject(_ object: [String: String], to buffer: inout [UInt8]) {

@@ -40,8 +40,6 @@ enum JSONText {
 
     /// `{"key":"value",…}` with the keys sorted.
     static func object(_ fields: [String: String]) -> String {
-        var out: [UInt8] = []
-        JSONWriting.appendObject(fields, to: &out)
-        return String(decoding: out, as: UTF8.self)
+        jsonb(fields).text
     }
 }

@@ -239,7 +239,10 @@ extension CurlHTTPSuite {
             #expect(error?.phase == .timeout)
             #expect(error?.requestMayHaveBeenSent == true)
             #expect(elapsed >= timeout)
-            #expect(elapsed <= timeout * 1.1)
+            // The request's 3 s timeout ended it, not the client's 30 s default. curl's timer is
+            // honoured by `curl_multi_poll`, so lateness here is only a loaded machine's scheduling;
+            // the margin says which timeout fired, not how fast.
+            #expect(elapsed < .seconds(10))
         }
     }
 
@@ -272,7 +275,9 @@ extension CurlHTTPSuite {
             let error = await expectHTTPError {
                 try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(closed.port)/x?secret=query"))
             }
-            #expect(clock.now - start < .seconds(1))
+            // A refusal is reported at once, not after the 10 s connect timeout; the margin is
+            // for a loaded machine, not a measure of speed.
+            #expect(clock.now - start < .seconds(5))
             #expect(error?.phase == .connect)
             #expect(error?.curlCode == 7)
             #expect(error?.host == "127.0.0.1:\(closed.port)")

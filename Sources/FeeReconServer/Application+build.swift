@@ -89,9 +89,9 @@ public func buildApplication(
     let dossiers = DossierService(database: database, logger: logger)
     let pages = try await Pages.load()
     let metrics = ServiceMetrics(registry: dependencies.metrics)
+    let processor = CallbackProcessor(database: database, notifications: dependencies.notifications, metrics: metrics, logger: logger)
     let batcher = CallbackBatcher(
-        processor: CallbackProcessor(database: database, notifications: dependencies.notifications, metrics: metrics, logger: logger),
-        maxBatch: settings.callbackBatchSize, maxConcurrentBatches: settings.callbackConcurrency)
+        maxBatch: settings.callbackBatchSize, maxConcurrentBatches: settings.callbackConcurrency, process: processor.process)
 
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: ProblemMiddleware())

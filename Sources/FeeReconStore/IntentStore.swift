@@ -325,6 +325,100 @@ public enum IntentStore {
         }
     }
 
+    /// The gateway's acceptance of a new intent: `created` becomes `pending` with the gateway's
+    /// transaction, checkout URL and deadline, stamped `updatedAt`; with `completion`, the
+    /// intent's Idempotency-Key gets its answer in the same statement.
+    public struct Acceptance: Sendable {
+        /// The intent as its creation committed it.
+        public var intent: IntentRecord
+        public var gatewayTransaction: String
+        public var checkoutURL: String
+        public var expiresAt: Date
+        public var updatedAt: Date
+        public var completion: IdempotencyStore.Completion?
+
+        public init(
+            intent: IntentRecord, gatewayTransaction: String, checkoutURL: String, expiresAt: Date, updatedAt: Date,
+            completion: IdempotencyStore.Completion?
+        ) {
+            self.intent = intent
+            self.gatewayTransaction = gatewayTransaction
+            self.checkoutURL = checkoutURL
+            self.expiresAt = expiresAt
+            self.updatedAt = updatedAt
+            self.completion = completion
+        }
+
+        /// The intent as the acceptance leaves it, if its row still is as `intent` was read.
+        public var accepted: IntentRecord {
+            var accepted = intent
+            accepted.status = .pending
+            accepted.gatewayTransaction = gatewayTransaction
+            accepted.checkoutURL = checkoutURL
+            accepted.expiresAt = expiresAt
+            accepted.version += 1
+            accepted.updatedAt = updatedAt
+            return accepted
+        }
+    }
+
+    /// Records many acceptances of distinct intents in one statement, as concurrent intent
+    /// creations need it: each row moves `created` → `pending` only if it still has the version
+    /// it was read with, and only those rows get their event and their key's answer. Returns the
+    /// intents that moved, by id; one that is missing changed meanwhile (a callback, the
+    /// janitor), and its caller records the gateway's answer under the row's lock instead.
+    public static func accept(many acceptances: [Acceptance], on db: PostgresConnection) async throws -> [UUID: IntentRecord] {
+        guard !acceptances.isEmpty else { return [:] }
+        precondition(Set(acceptances.map(\.intent.id)).count == acceptances.count, "one acceptance per intent")
+        var ids: [UUID] = [], versions: [Int32] = [], txns: [String] = [], urls: [String] = []
+        var expires: [Date] = [], stamps: [Date] = [], hasKey: [Bool] = [], apiKeys: [UUID] = [], keys: [String] = []
+        var statuses: [Int16] = [], bodies: [[UInt8]] = []
+        for a in acceptances {
+            ids.append(a.intent.id)
+            versions.append(a.intent.version)
+            txns.append(a.gatewayTransaction)
+            urls.append(a.checkoutURL)
+            expires.append(a.expiresAt)
+            stamps.append(a.completion?.updatedAt ?? a.updatedAt)
+            hasKey.append(a.completion != nil)
+            apiKeys.append(a.completion?.apiKey ?? a.intent.id)
+            keys.append(a.completion?.key ?? "")
+            statuses.append(Int16(a.completion?.status ?? 0))
+            bodies.append(a.completion?.body ?? [])
+        }
+        let rows = try await db.query("""
+            WITH v AS (
+                SELECT * FROM unnest(\(ids), \(versions), \(txns), \(urls), \(expires), \(stamps), \(hasKey), \(apiKeys),
+                                     \(keys), \(statuses), \(bodies))
+                    WITH ORDINALITY AS v(id, version, txn, url, expires_at, updated_at, has_key, api_key, key, status, body, n)
+            ), u AS (
+                UPDATE payment_intents p SET
+                    status = 'pending', gateway_txn = v.txn, checkout_url = v.url, expires_at = v.expires_at,
+                    version = p.version + 1, updated_at = v.updated_at
+                FROM v
+                WHERE p.id = v.id AND p.version = v.version AND p.status = 'created'
+                RETURNING \(fragment: prefixed)
+            ), e AS (
+                INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, actor, detail)
+                SELECT v.id, \(IntentEventKind.gatewayAccepted.rawValue), 'created', 'pending', \(EventSource.gatewayReply.rawValue),
+                       NULL, NULL, '{}'::jsonb
+                FROM v JOIN u ON u.id = v.id
+                ORDER BY v.n
+            ), k AS (
+                UPDATE idempotency_keys k SET response_status = v.status, response_body = v.body, completed_at = now()
+                FROM v JOIN u ON u.id = v.id
+                WHERE v.has_key AND k.api_key_id = v.api_key AND k.key = v.key AND k.response_status IS NULL
+            )
+            SELECT \(fragment: columns) FROM u
+            """)
+        var accepted: [UUID: IntentRecord] = [:]
+        for row in rows {
+            let intent = try decode(row)
+            accepted[intent.id] = intent
+        }
+        return accepted
+    }
+
     // MARK: Janitor
 
     /// Claims up to `limit` open intents whose check is due, leasing them for `lease` so that no

@@ -27,7 +27,8 @@ final class StatementCanceller: Sendable {
         func send() -> String? {
             var message = [CChar](repeating: 0, count: 256)
             guard PQcancel(pointer, &message, Int32(message.count)) == 0 else { return nil }
-            return String(cString: message)
+            let text = message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+            return String(decoding: text, as: UTF8.self)
         }
     }
 

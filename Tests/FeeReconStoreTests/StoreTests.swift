@@ -59,6 +59,65 @@ import Testing
     }
 
     /// Two transactions move the same version at once: exactly one wins, the other is told.
+    @Test func acceptingManyMovesOnlyRowsStillAsRead() async throws {
+        try await withFixture { fixture in
+            let apiKey = try await AccessStoreTests.key(fixture).id
+            let fresh = try await fixture.intent(dossierID: try await fixture.dossier())
+            let keyed = try await fixture.intent(dossierID: try await fixture.dossier())
+            let moved = try await fixture.intent(dossierID: try await fixture.dossier())
+            _ = try await fixture.client.withTransaction { db in
+                try await IdempotencyStore.claim(apiKey: apiKey, key: "k-accept", requestHash: SHA256.hash(Array("r".utf8)), on: db)
+            }
+            try await fixture.client.withConnection { db in
+                try await IdempotencyStore.attach(apiKey: apiKey, key: "k-accept", intentID: keyed.id, on: db)
+            }
+            // Moved on by someone else since it was read: its acceptance must not apply.
+            try await fixture.move(moved, to: .unknown, by: .gatewayUnreachable)
+
+            let stamp = Date(timeIntervalSince1970: 1_700_000_000.123456)
+            let deadline = Date(timeIntervalSince1970: 1_700_000_900)
+            func acceptance(_ intent: IntentRecord, _ txn: String, key: Bool = false) -> IntentStore.Acceptance {
+                IntentStore.Acceptance(
+                    intent: intent, gatewayTransaction: txn, checkoutURL: "https://gw.example/pay/\(txn)", expiresAt: deadline,
+                    updatedAt: stamp,
+                    completion: key
+                        ? .init(apiKey: apiKey, key: "k-accept", status: 201, body: Array(#"{"id":"keyed"}"#.utf8), updatedAt: stamp) : nil)
+            }
+            let accepted = try await fixture.client.withConnection { db in
+                try await IntentStore.accept(
+                    many: [acceptance(fresh, "GD-A1"), acceptance(keyed, "GD-A2", key: true), acceptance(moved, "GD-A3")], on: db)
+            }
+            #expect(Set(accepted.keys) == [fresh.id, keyed.id])
+            for (intent, txn) in [(fresh, "GD-A1"), (keyed, "GD-A2")] {
+                let row = try #require(accepted[intent.id])
+                #expect(row.status == .pending && row.version == intent.version + 1)
+                #expect(row.gatewayTransaction == txn && row.checkoutURL == "https://gw.example/pay/\(txn)")
+                #expect(row.expiresAt == deadline && row.updatedAt == stamp)
+                // What the caller rendered its answer from is what was stored.
+                let expected = acceptance(intent, txn).accepted
+                #expect(row.status == expected.status && row.version == expected.version && row.updatedAt == expected.updatedAt)
+                let events = try await fixture.client.withConnection { db in try await IntentStore.events(intentID: intent.id, on: db) }
+                #expect(events.map(\.kind) == ["created", "gateway_accepted"])
+                #expect(events.last?.fromStatus == "created" && events.last?.toStatus == "pending")
+            }
+            let untouched = try await fixture.client.withConnection { db in try await IntentStore.intent(id: moved.id, on: db) }
+            #expect(untouched?.status == .unknown && untouched?.gatewayTransaction == nil)
+            let movedEvents = try await fixture.client.withConnection { db in try await IntentStore.events(intentID: moved.id, on: db) }
+            #expect(movedEvents.map(\.kind) == ["created", "gateway_unreachable"])
+            // Only the accepted intent's key got its answer.
+            let replay = try await fixture.client.withTransaction { db in
+                try await IdempotencyStore.claim(apiKey: apiKey, key: "k-accept", requestHash: SHA256.hash(Array("r".utf8)), on: db)
+            }
+            guard case .replay(let status, let body) = replay else { Issue.record("not answered: \(replay)"); return }
+            #expect(status == 201 && body == Array(#"{"id":"keyed"}"#.utf8))
+            // Accepting again is a no-op: the rows are no longer at the versions read.
+            let again = try await fixture.client.withConnection { db in
+                try await IntentStore.accept(many: [acceptance(fresh, "GD-A1")], on: db)
+            }
+            #expect(again.isEmpty)
+        }
+    }
+
     @Test func racingTransitionsLetExactlyOneWin() async throws {
         try await withFixture { fixture in
             let intent = try await fixture.move(

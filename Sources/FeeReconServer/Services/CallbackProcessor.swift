@@ -4,7 +4,6 @@ import Foundation
 import Logging
 import PortalGateway
 import Postgres
-import Synchronization
 
 /// A verified callback waiting to be applied.
 struct InboundCallback: Sendable {
@@ -344,76 +343,5 @@ struct CallbackProcessor: Sendable {
     }
 }
 
-/// Gathers callbacks arriving concurrently into batches, so that many are durably committed by
-/// one transaction (group commit) while each is still answered only after its own commit. At
-/// low load a batch is a single callback and adds no delay; under load, callbacks that arrive
-/// while a batch commits form the next one.
-///
-/// One transaction runs whenever any callback waits. A further one runs alongside only while at
-/// least `overlapThreshold` callbacks wait (half a batch unless told): a few waiting callbacks
-/// join the next batch of the transaction already running, which is cheaper for the database than
-/// a small transaction of their own (each statement of a batch costs about the same for 5
-/// callbacks as for 40), and a long queue is worked off by up to `maxConcurrentBatches`
-/// transactions at once. In `Benchmarks/callback-ingest` this cut PostgreSQL's CPU per callback
-/// by about a sixth against starting a transaction whenever fewer than the maximum ran.
-final class CallbackBatcher: Sendable {
-    private struct Waiting: Sendable {
-        var callback: InboundCallback
-        var continuation: CheckedContinuation<CallbackAnswer, Never>
-    }
-
-    private struct State {
-        var queue: [Waiting] = []
-        var running = 0
-    }
-
-    private let processor: CallbackProcessor
-    private let maxBatch: Int
-    private let maxConcurrentBatches: Int
-    private let overlapThreshold: Int
-    private let state = Mutex(State())
-
-    init(processor: CallbackProcessor, maxBatch: Int, maxConcurrentBatches: Int, overlapThreshold: Int? = nil) {
-        self.processor = processor
-        self.maxBatch = max(1, maxBatch)
-        self.maxConcurrentBatches = max(1, maxConcurrentBatches)
-        self.overlapThreshold = max(1, overlapThreshold ?? max(1, maxBatch / 2))
-    }
-
-    func submit(_ callback: InboundCallback) async -> CallbackAnswer {
-        await withCheckedContinuation { continuation in
-            let start = state.withLock { state in
-                state.queue.append(Waiting(callback: callback, continuation: continuation))
-                guard state.running == 0
-                    || (state.running < maxConcurrentBatches && state.queue.count >= overlapThreshold)
-                else { return false }
-                state.running += 1
-                return true
-            }
-            if start { Task { await self.drain() } }
-        }
-    }
-
-    /// The next batch for a transaction that has just finished (or started), or nil when it
-    /// should end: nothing waits, or so little that another running transaction takes it next.
-    /// While anything waits, some transaction runs.
-    private func take() -> [Waiting]? {
-        state.withLock { state in
-            guard !state.queue.isEmpty, state.running == 1 || state.queue.count >= overlapThreshold else {
-                state.running -= 1
-                return nil
-            }
-            let count = min(maxBatch, state.queue.count)
-            let batch = Array(state.queue.prefix(count))
-            state.queue.removeFirst(count)
-            return batch
-        }
-    }
-
-    private func drain() async {
-        while let batch = take() {
-            let answers = await processor.process(batch.map(\.callback))
-            for (waiting, answer) in zip(batch, answers) { waiting.continuation.resume(returning: answer) }
-        }
-    }
-}
+/// Callbacks are committed in groups: see `GroupCommit`.
+typealias CallbackBatcher = GroupCommit<InboundCallback, CallbackAnswer>

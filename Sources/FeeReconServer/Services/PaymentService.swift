@@ -34,6 +34,9 @@ public struct PaymentService: Sendable {
     /// When the janitor first checks a new intent.
     let firstCheck: Duration
     let logger: Logger
+    /// The gateway's acceptances of new intents, recorded in groups: one statement and one commit
+    /// for all that arrive while the previous group commits (see `GroupCommit`).
+    let acceptances: GroupCommit<IntentStore.Acceptance, Result<IntentRecord?, any Error>>
 
     public init(
         database: PostgresClient, gateway: any PaymentGateway, endpoints: PublicEndpoints, clock: @escaping UnixClock,
@@ -46,6 +49,46 @@ public struct PaymentService: Sendable {
         self.paymentWindow = paymentWindow
         self.firstCheck = firstCheck
         self.logger = logger
+        self.acceptances = GroupCommit(maxBatch: 64, maxConcurrentBatches: 2) { batch in
+            await Self.record(batch, database: database, logger: logger)
+        }
+    }
+
+    /// Records a group of acceptances in one statement. Each answer is the accepted intent, nil
+    /// when its row had changed meanwhile (or it was asked twice in the group: the first counts),
+    /// or the error that kept it from being recorded. If the group's statement fails, each is
+    /// tried alone, so that one bad row cannot fail the others.
+    static func record(
+        _ batch: [IntentStore.Acceptance], database: PostgresClient, logger: Logger
+    ) async -> [Result<IntentRecord?, any Error>] {
+        var first: [UUID: Int] = [:]
+        for (index, acceptance) in batch.enumerated() where first[acceptance.intent.id] == nil {
+            first[acceptance.intent.id] = index
+        }
+        let unique = batch.enumerated().filter { first[$0.element.intent.id] == $0.offset }.map(\.element)
+        do {
+            let accepted = try await database.withConnection { db in try await IntentStore.accept(many: unique, on: db) }
+            return batch.enumerated().map { index, acceptance in
+                .success(first[acceptance.intent.id] == index ? accepted[acceptance.intent.id] : nil)
+            }
+        } catch {
+            guard unique.count > 1 else { return batch.map { _ in .failure(error) } }
+            logger.warning("intent acceptance group failed; recording one by one", metadata: ["batch.size": "\(batch.count)", "error": "\(error)"])
+            var answers: [Result<IntentRecord?, any Error>] = []
+            for (index, acceptance) in batch.enumerated() {
+                guard first[acceptance.intent.id] == index else {
+                    answers.append(.success(nil))
+                    continue
+                }
+                do {
+                    let accepted = try await database.withConnection { db in try await IntentStore.accept(many: [acceptance], on: db) }
+                    answers.append(.success(accepted[acceptance.intent.id]))
+                } catch {
+                    answers.append(.failure(error))
+                }
+            }
+            return answers
+        }
     }
 
     /// The gateway's payment window, for deciding when a create that never arrived is moot.
@@ -254,32 +297,22 @@ public struct PaymentService: Sendable {
             outcome = .failure(error)
         }
         // The usual case: the intent is as this request committed it, so the acceptance is one
-        // statement, conditional on its version; if anything moved it meanwhile, the locked path.
+        // row of a group statement, conditional on its version; if anything moved it meanwhile,
+        // the locked path below.
         if intent.status == .created, case .success(.accepted(let txn, let url, let deadline)) = outcome {
-            let changes = IntentStore.Changes(
-                gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds)))
-            var completion: IdempotencyStore.Completion?
+            let stamp = Date()
+            var acceptance = IntentStore.Acceptance(
+                intent: intent, gatewayTransaction: txn, checkoutURL: url,
+                expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds)), updatedAt: stamp, completion: nil)
             if let (idempotency, answer) = answering {
-                // The intent as this statement will leave it, stamped with the time it is given.
-                var accepted = intent
-                accepted.status = .pending
-                accepted.gatewayTransaction = txn
-                accepted.checkoutURL = url
-                accepted.expiresAt = changes.expiresAt
-                accepted.version += 1
-                accepted.updatedAt = Date()
-                completion = .init(
-                    apiKey: idempotency.apiKey, key: idempotency.key, status: 201, body: try answer(accepted),
-                    updatedAt: accepted.updatedAt)
+                // The answer renders the intent as the statement will leave it, stamped with the time it is given.
+                acceptance.completion = .init(
+                    apiKey: idempotency.apiKey, key: idempotency.key, status: 201, body: try answer(acceptance.accepted),
+                    updatedAt: stamp)
             }
-            do {
-                let accepted = try await database.withConnection { db in
-                    try await IntentStore.transition(
-                        intent, to: .pending, event: .gatewayAccepted, changes: changes, source: .gatewayReply,
-                        completing: completion, on: db)
-                }
-                return (accepted, completion?.body)
-            } catch is IntentStore.ConcurrentModification {}
+            if let accepted = try await acceptances.submit(acceptance).get() {
+                return (accepted, acceptance.completion?.body)
+            }
         }
         let recorded = try await database.withTransaction { db in
             guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }

@@ -4,23 +4,40 @@ import Prometheus
 /// low cardinality (reasons and result codes, never ids).
 struct ServiceMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
+    /// Label-less counters are looked up once; labelled ones per value, by the registry.
+    private let batches: Counter
+    private let batched: Counter
+
+    private static var rejected: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "feerecon", metricName: "callbacks_rejected", unitName: "total",
+            helpText: "Inbound gateway messages refused before anything was stored")
+    }
+    private static var answered: MetricNameDescriptor {
+        MetricNameDescriptor(
+            namespace: "feerecon", metricName: "callbacks", unitName: "total",
+            helpText: "Verified gateway callbacks by the result code answered")
+    }
+
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+        batches = registry.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "feerecon", metricName: "callback_batches", unitName: "total", helpText: "Callback transactions committed"))
+        batched = registry.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "feerecon", metricName: "callback_batched", unitName: "total", helpText: "Callbacks processed in batches"))
+    }
 
     func callbackRejected(reason: String) {
-        registry.makeCounter(
-            name: "feerecon_callbacks_rejected_total", labels: [("reason", reason)],
-            help: "Inbound gateway messages refused before anything was stored"
-        ).increment()
+        registry.makeCounter(descriptor: Self.rejected, labels: [("reason", reason)]).increment()
     }
 
     func callbackAnswered(code: String) {
-        registry.makeCounter(
-            name: "feerecon_callbacks_total", labels: [("result", code)], help: "Verified gateway callbacks by the result code answered"
-        ).increment()
+        registry.makeCounter(descriptor: Self.answered, labels: [("result", code)]).increment()
     }
 
     /// Batches and the callbacks in them: their ratio is the mean group-commit size.
     func callbackBatch(size: Int) {
-        registry.makeCounter(name: "feerecon_callback_batches_total", help: "Callback transactions committed").increment()
-        registry.makeCounter(name: "feerecon_callback_batched_total", help: "Callbacks processed in batches").increment(by: Int64(size))
+        batches.increment()
+        batched.increment(by: Int64(size))
     }
 }

@@ -69,6 +69,21 @@ import Testing
         }
     }
 
+    @Test func apiKeysAreRevokedNeverDeleted() async throws {
+        try await withFixture { fixture in
+            let key = try await AccessStoreTests.key(fixture)
+            _ = try await fixture.client.withTransaction { db in
+                try await IdempotencyStore.claim(apiKey: key.id, key: "k-kept", requestHash: [UInt8](repeating: 7, count: 32), on: db)
+            }
+            #expect(await sqlState { try await fixture.client.execute("DELETE FROM api_keys WHERE id = \(key.id)") } == "42501")
+            #expect(await sqlState { try await fixture.client.execute("TRUNCATE api_keys CASCADE") } == "42501")
+            let left = try await fixture.client.query("SELECT count(*) FROM api_keys WHERE id = \(key.id)")[0].decode(Int64.self)
+            #expect(left == 1)
+            let keys = try await fixture.client.query("SELECT count(*) FROM idempotency_keys WHERE api_key_id = \(key.id)")[0].decode(Int64.self)
+            #expect(keys == 1)
+        }
+    }
+
     // MARK: Dossier totals and status
 
     @Test func amountDueDifferentFromTheFeeLinesIsRefusedAtCommit() async throws {

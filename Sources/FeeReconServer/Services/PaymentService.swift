@@ -56,8 +56,11 @@ public struct PaymentService: Sendable {
 
     /// Records a group of acceptances in one statement. Each answer is the accepted intent, nil
     /// when its row had changed meanwhile (or it was asked twice in the group: the first counts),
-    /// or the error that kept it from being recorded. If the group's statement fails, each is
-    /// tried alone, so that one bad row cannot fail the others.
+    /// or the error that kept it from being recorded. Rows are updated in the order of their ids,
+    /// so two groups that share an intent cannot deadlock. If the server refuses the group's
+    /// statement for a row's data (an integrity or data error, say a gateway transaction id
+    /// already used), each is tried alone, so that one bad row cannot fail the others; any other
+    /// failure (the database unreachable, the pool exhausted) is every acceptance's answer.
     static func record(
         _ batch: [IntentStore.Acceptance], database: PostgresClient, logger: Logger
     ) async -> [Result<IntentRecord?, any Error>] {
@@ -66,13 +69,15 @@ public struct PaymentService: Sendable {
             first[acceptance.intent.id] = index
         }
         let unique = batch.enumerated().filter { first[$0.element.intent.id] == $0.offset }.map(\.element)
+            .sorted { $0.intent.id.uuidString < $1.intent.id.uuidString }
         do {
             let accepted = try await database.withConnection { db in try await IntentStore.accept(many: unique, on: db) }
             return batch.enumerated().map { index, acceptance in
                 .success(first[acceptance.intent.id] == index ? accepted[acceptance.intent.id] : nil)
             }
         } catch {
-            guard unique.count > 1 else { return batch.map { _ in .failure(error) } }
+            let rowError = (error as? PostgresError).map { $0.code == .server && ["22", "23"].contains($0.sqlState?.prefix(2) ?? "") } ?? false
+            guard unique.count > 1, rowError else { return batch.map { _ in .failure(error) } }
             logger.warning("intent acceptance group failed; recording one by one", metadata: ["batch.size": "\(batch.count)", "error": "\(error)"])
             var answers: [Result<IntentRecord?, any Error>] = []
             for (index, acceptance) in batch.enumerated() {

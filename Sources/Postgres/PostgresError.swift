@@ -100,6 +100,13 @@ public struct PostgresError: Error, Sendable {
     /// 57014: the statement was cancelled (`statement_timeout`, a cancel request).
     public var isQueryCanceled: Bool { sqlState == "57014" }
 
+    /// The server refused the statement's data: a data exception (class 22) or an integrity
+    /// constraint violation (class 23). Running it again unchanged fails the same way; without the
+    /// offending row it may not.
+    public var isDataRefusal: Bool {
+        code == .server && (sqlState?.hasPrefix("22") == true || sqlState?.hasPrefix("23") == true)
+    }
+
     /// The error says the transaction can simply be run again (40001 or 40P01).
     public var isTransient: Bool { isSerializationFailure || isDeadlock }
 

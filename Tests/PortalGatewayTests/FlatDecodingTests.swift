@@ -25,11 +25,7 @@ import Testing
 
     @Test(arguments: bodies)
     func agreesWithJSONDecoder(_ text: String) {
-        let body = Array(text.utf8)
-        let reference = try? JSONDecoder().decode(WireCallback.self, from: Data(body))
-        if let fast = WireCallback.decodeFlat(body) {
-            #expect(reference.map { String(describing: $0) } == String(describing: fast))
-        }
+        expectFlatReadingAgrees(text, WireCallback.decodeFlat)
     }
 
     @Test func takesTheCommonShape() {
@@ -56,14 +52,21 @@ import Testing
 
     @Test(arguments: bodies)
     func agreesWithJSONDecoder(_ text: String) {
-        let body = Array(text.utf8)
-        let reference = try? JSONDecoder().decode(WireReply.self, from: Data(body))
-        if let fast = WireReply.decodeFlat(body) {
-            #expect(reference.map { String(describing: $0) } == String(describing: fast))
-        }
+        expectFlatReadingAgrees(text, WireReply.decodeFlat)
     }
 
     @Test func takesTheCommonShape() {
         for text in Self.bodies.prefix(3) { #expect(WireReply.decodeFlat(Array(text.utf8)) != nil) }
+    }
+}
+
+/// Where the fast reader of `T` accepts `text`, it reads what `JSONDecoder` reads.
+func expectFlatReadingAgrees<T: Decodable>(
+    _ text: String, _ decodeFlat: ([UInt8]) -> T?, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let body = Array(text.utf8)
+    let reference = try? JSONDecoder().decode(T.self, from: Data(body))
+    if let fast = decodeFlat(body) {
+        #expect(reference.map { String(describing: $0) } == String(describing: fast), sourceLocation: sourceLocation)
     }
 }

@@ -70,14 +70,16 @@ public struct PaymentService: Sendable {
         }
         let unique = batch.enumerated().filter { first[$0.element.intent.id] == $0.offset }.map(\.element)
             .sorted { $0.intent.id.uuidString < $1.intent.id.uuidString }
+        func accept(_ group: [IntentStore.Acceptance]) async throws -> [UUID: IntentRecord] {
+            try await database.withConnection { db in try await IntentStore.accept(many: group, on: db) }
+        }
         do {
-            let accepted = try await database.withConnection { db in try await IntentStore.accept(many: unique, on: db) }
+            let accepted = try await accept(unique)
             return batch.enumerated().map { index, acceptance in
                 .success(first[acceptance.intent.id] == index ? accepted[acceptance.intent.id] : nil)
             }
         } catch {
-            let rowError = (error as? PostgresError).map { $0.code == .server && ["22", "23"].contains($0.sqlState?.prefix(2) ?? "") } ?? false
-            guard unique.count > 1, rowError else { return batch.map { _ in .failure(error) } }
+            guard unique.count > 1, (error as? PostgresError)?.isDataRefusal == true else { return batch.map { _ in .failure(error) } }
             logger.warning("intent acceptance group failed; recording one by one", metadata: ["batch.size": "\(batch.count)", "error": "\(error)"])
             var answers: [Result<IntentRecord?, any Error>] = []
             for (index, acceptance) in batch.enumerated() {
@@ -86,8 +88,7 @@ public struct PaymentService: Sendable {
                     continue
                 }
                 do {
-                    let accepted = try await database.withConnection { db in try await IntentStore.accept(many: [acceptance], on: db) }
-                    answers.append(.success(accepted[acceptance.intent.id]))
+                    answers.append(.success(try await accept([acceptance])[acceptance.intent.id]))
                 } catch {
                     answers.append(.failure(error))
                 }

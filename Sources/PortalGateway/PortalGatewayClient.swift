@@ -258,7 +258,15 @@ public struct PortalGatewayClient: PaymentGateway {
     }
 
     /// A code from the wire, made safe to put in a log line or an error.
+    /// The printable ASCII characters among the first 8. A code that already is so (every well-formed
+    /// one: `KETQUA`, `00`) is returned as it is, without building a new string.
     static func printable(_ text: String) -> String {
-        String(text.unicodeScalars.prefix(8).filter { $0.isASCII && $0.value > 0x20 && $0.value < 0x7F }.map(Character.init))
+        let isPrintable: (UInt8) -> Bool = { $0 > 0x20 && $0 < 0x7F }
+        if text.utf8.count <= 8, text.utf8.allSatisfy(isPrintable) { return text }
+        var kept: [UInt8] = []
+        for scalar in text.unicodeScalars.prefix(8) where scalar.isASCII && isPrintable(UInt8(scalar.value)) {
+            kept.append(UInt8(scalar.value))
+        }
+        return String(decoding: kept, as: UTF8.self)
     }
 }

@@ -58,8 +58,10 @@ import Testing
                 // TRUNCATE with CASCADE reaches every table's BEFORE TRUNCATE trigger.
                 #expect(await sqlState { try await fixture.client.execute("TRUNCATE \(identifier: table) CASCADE") } == "42501",
                         "TRUNCATE \(table) CASCADE")
-                // A plain TRUNCATE of inbound_messages, which intent_events and exceptions
-                // reference, is refused by PostgreSQL before any trigger runs.
+                // A plain TRUNCATE of inbound_messages, which exceptions reference, is refused by
+                // PostgreSQL before any trigger runs. (Intent events cite their messages without a
+                // foreign key since 0008: that these triggers refuse every deletion is what keeps
+                // such a reference sound.)
                 #expect(await sqlState { try await fixture.client.execute("TRUNCATE \(identifier: table)") }
                     == (table == "inbound_messages" ? "0A000" : "42501"), "TRUNCATE \(table)")
             }

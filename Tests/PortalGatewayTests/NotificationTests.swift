@@ -77,6 +77,25 @@ import Testing
         }
     }
 
+    /// Wire codes reach logs, errors and stored rows only as printable ASCII, at most 8 of them.
+    @Test(arguments: [
+        ("KETQUA", "KETQUA"), ("00", "00"), ("", ""), ("ABCDEFGH", "ABCDEFGH"), ("ABCDEFGHIJ", "ABCDEFGH"),
+        ("KET QUA", "KETQUA"), ("K\u{0}E\nT", "KET"), ("K\u{1EBE}TQU\u{1EA2}", "KTQU"),
+        (String(repeating: "\u{1EA2}", count: 8) + "X", ""), ("\u{7F}9\u{1B}[31m", "9[31m"),
+    ])
+    func codesArePrintedSafely(code: String, printed: String) {
+        #expect(PortalGatewayClient.printable(code) == printed)
+    }
+
+    @Test func anUnprintableMessageTypeIsStoredPrintable() {
+        let body = vectorBody.replacingOccurrences(of: #""LoaiBanTin":"KETQUA""#, with: #""LoaiBanTin":"K\u001bETQUA\u00e9XYZ""#)
+        guard case .malformed(_, let type, _) = notifications.decode(Array(body.utf8), partner: partner) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(type == "KETQUA")
+    }
+
     @Test func partnerMismatch() {
         let body = vectorBody.replacingOccurrences(of: #""MaDoiTac":"BTH""#, with: #""MaDoiTac":"XYZ""#)
         guard case .partnerMismatch = notifications.decode(Array(body.utf8), partner: partner) else {

@@ -257,9 +257,9 @@ public struct PortalGatewayClient: PaymentGateway {
         (1...64).contains(text.utf8.count) && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
-    /// A code from the wire, made safe to put in a log line or an error.
-    /// The printable ASCII characters among the first 8. A code that already is so (every well-formed
-    /// one: `KETQUA`, `00`) is returned as it is, without building a new string.
+    /// A code from the wire, made safe to put in a log line or an error: the printable ASCII
+    /// characters among its first 8. A code that already is so (every well-formed one: `KETQUA`,
+    /// `00`) is returned as it is, without building a new string.
     static func printable(_ text: String) -> String {
         let isPrintable: (UInt8) -> Bool = { $0 > 0x20 && $0 < 0x7F }
         if text.utf8.count <= 8, text.utf8.allSatisfy(isPrintable) { return text }

@@ -177,29 +177,18 @@ public enum IntentStore {
     }
 
     /// Moves `intent` along the edge `event` to `to`, applying `changes`, and writes the event.
-    /// Fails if the edge is not in the state graph or the row changed since it was read. With
-    /// `completing`, the row gets its `updated_at` and the Idempotency-Key its answer in the same
-    /// statement, only if the row matched.
+    /// Fails if the edge is not in the state graph or the row changed since it was read.
     @discardableResult
     public static func transition(
         _ intent: IntentRecord, to: IntentStatus, event: IntentEventKind, changes: Changes = Changes(),
         source: EventSource, messageID: Int64? = nil, actor: String? = nil, detail: [String: String] = [:],
-        completing: IdempotencyStore.Completion? = nil, on db: PostgresConnection
+        on db: PostgresConnection
     ) async throws -> IntentRecord {
         guard IntentStateMachine.allows(from: intent.status, event: event, to: to) else {
             throw ForbiddenTransition(from: intent.status, event: event, to: to)
         }
         var detail = detail
         if let review = changes.review { detail["review"] = review }
-        let completion: PostgresQuery = completing.map { answer in
-            """
-            , k AS (
-                UPDATE idempotency_keys SET response_status = \(Int16(answer.status)), response_body = \(answer.body), completed_at = now()
-                FROM u
-                WHERE api_key_id = \(answer.apiKey) AND key = \(answer.key) AND response_status IS NULL
-            )
-            """
-        } ?? ""
         // The update and its event in one statement: the event is written only if the row matched.
         let rows = try await db.query("""
             WITH u AS (
@@ -214,7 +203,7 @@ public enum IntentStore {
                     review_reason = COALESCE(review_reason, \(changes.review)),
                     next_check_at = CASE WHEN \(to.isOpen) THEN next_check_at END,
                     version = version + 1,
-                    updated_at = COALESCE(\(completing?.updatedAt), now())
+                    updated_at = now()
                 WHERE id = \(intent.id) AND version = \(intent.version)
                 RETURNING \(fragment: columns)
             ), e AS (
@@ -222,7 +211,7 @@ public enum IntentStore {
                 SELECT id, \(event.rawValue), \(intent.status.rawValue), \(to.rawValue), \(source.rawValue), \(messageID),
                        \(actor), \(JSONText.jsonb(detail))
                 FROM u
-            )\(fragment: completion)
+            )
             SELECT \(fragment: columns) FROM u
             """)
         guard let row = rows.first else { throw ConcurrentModification(intentID: intent.id) }

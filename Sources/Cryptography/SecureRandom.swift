@@ -13,31 +13,53 @@ public enum SecureRandom {
         return out
     }
 
-    /// A uniformly random string of `length` characters drawn from `alphabet`, which must be
-    /// ASCII (rejection sampling, so no character is more likely than another).
-    public static func string(length: Int, alphabet: [Character]) -> String {
-        precondition(!alphabet.isEmpty && alphabet.count <= 256)
-        let symbols = alphabet.map { character -> UInt8 in
-            guard let ascii = character.asciiValue else { preconditionFailure("SecureRandom.string: ASCII alphabets only") }
-            return ascii
-        }
-        let limit = 256 - (256 % symbols.count)
-        var result: [UInt8] = []
-        result.reserveCapacity(length)
-        while result.count < length {
-            // Twice what is missing: with at most half the bytes rejected, usually one round.
-            for byte in bytes(max(16, (length - result.count) * 2)) where Int(byte) < limit {
-                result.append(symbols[Int(byte) % symbols.count])
-                if result.count == length { break }
+    /// The characters a random string is drawn from: at most 256 distinct ASCII characters,
+    /// checked once when the alphabet is made rather than on every string drawn from it.
+    public struct Alphabet: Sendable, ExpressibleByStringLiteral {
+        /// The characters' ASCII codes, in order.
+        public let symbols: [UInt8]
+
+        public init(_ characters: String) {
+            var seen = Set<UInt8>()
+            symbols = characters.unicodeScalars.map { scalar -> UInt8 in
+                guard scalar.isASCII else { preconditionFailure("SecureRandom.Alphabet: ASCII characters only") }
+                return UInt8(scalar.value)
             }
+            precondition(!symbols.isEmpty && symbols.count <= 256, "SecureRandom.Alphabet: 1 to 256 characters")
+            precondition(symbols.allSatisfy { seen.insert($0).inserted }, "SecureRandom.Alphabet: each character once")
         }
-        return String(decoding: result, as: UTF8.self)
+
+        public init(stringLiteral value: String) { self.init(value) }
+
+        public func contains(_ character: Character) -> Bool {
+            character.asciiValue.map(symbols.contains) ?? false
+        }
+    }
+
+    /// A uniformly random string of `length` characters drawn from `alphabet` (rejection
+    /// sampling, so no character is more likely than another).
+    public static func string(length: Int, alphabet: Alphabet) -> String {
+        precondition(length >= 0)
+        let symbols = alphabet.symbols
+        let limit = 256 - (256 % symbols.count)
+        return String(unsafeUninitializedCapacity: length) { output in
+            var filled = 0
+            while filled < length {
+                // Twice what is missing: with at most half the bytes rejected, usually one round.
+                for byte in bytes(max(16, (length - filled) * 2)) where Int(byte) < limit {
+                    output[filled] = symbols[Int(byte) % symbols.count]
+                    filled += 1
+                    if filled == length { break }
+                }
+            }
+            return length
+        }
     }
 
     /// `[A-Za-z0-9]`, the alphabet of the portal's references and of our tokens.
-    public static let alphanumeric: [Character] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+    public static let alphanumeric: Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     /// Upper-case letters and digits without look-alikes (no I, L, O, U, 0, 1): Crockford base32.
-    public static let crockford: [Character] = Array("23456789ABCDEFGHJKMNPQRSTVWXYZ")
+    public static let crockford: Alphabet = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
     /// A random (version 4) UUID from libcrypto's DRBG. Foundation's `UUID()` opens and reads
     /// `/dev/urandom` for each one on Linux; this costs no system call.

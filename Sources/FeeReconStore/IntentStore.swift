@@ -247,6 +247,11 @@ public enum IntentStore {
     /// every event written. Returns the updated intents in input order. Fails if an edge is not in
     /// the graph or any row changed since it was read; the caller's transaction must then roll
     /// back, as `withTransaction` does.
+    ///
+    /// A row updated here is still at the version it was read at, so every other column of its
+    /// record is as read (every change to a recorded column bumps the version): the returned
+    /// records are the input ones with the changes applied, and only the new version, `updated_at`
+    /// and `paid_at` (as rounded to microseconds by the server) come back from the statement.
     public static func transition(
         many transitions: [Transition], source: EventSource, on db: PostgresConnection
     ) async throws -> [IntentRecord] {
@@ -294,22 +299,29 @@ public enum IntentStore {
                     updated_at = now()
                 FROM v
                 WHERE p.id = v.id AND p.version = v.version
-                RETURNING \(fragment: prefixed)
+                RETURNING p.id, p.version, p.updated_at, p.paid_at
             ), e AS (
                 INSERT INTO intent_events (intent_id, kind, from_status, to_status, source, inbound_message_id, detail)
                 SELECT v.id, v.kind, v.from_status, v.to_status, \(source.rawValue), v.message_id, v.detail::jsonb
                 FROM v JOIN u ON u.id = v.id
                 ORDER BY v.n
             )
-            SELECT \(fragment: columns) FROM u
+            SELECT id, version, updated_at, paid_at FROM u
             """)
-        var updated: [UUID: IntentRecord] = [:]
+        var stamped: [UUID: (version: Int32, updatedAt: Date, paidAt: Date?)] = [:]
         for row in rows {
-            let intent = try decode(row)
-            updated[intent.id] = intent
+            let (id, version, updatedAt, paidAt) = try row.decode((UUID, Int32, Date, Date?).self)
+            stamped[id] = (version, updatedAt, paidAt)
         }
         return try transitions.map { t in
-            guard let intent = updated[t.intent.id] else { throw ConcurrentModification(intentID: t.intent.id) }
+            guard let stamp = stamped[t.intent.id] else { throw ConcurrentModification(intentID: t.intent.id) }
+            var intent = t.intent
+            intent.status = t.to
+            if let txn = t.changes.gatewayTransaction { intent.gatewayTransaction = txn }
+            if let bank = t.changes.bankCode { intent.bankCode = bank }
+            intent.paidAt = stamp.paidAt
+            intent.version = stamp.version
+            intent.updatedAt = stamp.updatedAt
             return intent
         }
     }

@@ -29,6 +29,7 @@ public protocol PostgresDecodable: Sendable {
 }
 
 extension PostgresDecodable {
+    @inlinable
     public static var postgresNull: Self? { nil }
 }
 
@@ -252,10 +253,12 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
 }
 
 extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
+    @inlinable
     public init(postgresBinary bytes: UnsafeRawBufferPointer, type: PostgresDataType) throws(PostgresDecodingFailure) {
         self = .some(try Wrapped(postgresBinary: bytes, type: type))
     }
 
+    @inlinable
     public static var postgresNull: Self? { .some(.none) }
 }
 

@@ -7,12 +7,13 @@ import Darwin
 #endif
 
 /// Owns one `PGresult`.
+@usableFromInline
 final class PostgresResult: @unchecked Sendable {
     // @unchecked: a PGresult is immutable once libpq hands it over, and libpq documents that it
     // may be read from any thread; this class only reads it and frees it once, in deinit.
     let pointer: OpaquePointer
     let rowCount: Int
-    let columnCount: Int
+    @usableFromInline let columnCount: Int
 
     init(_ pointer: OpaquePointer) {
         self.pointer = pointer
@@ -22,10 +23,12 @@ final class PostgresResult: @unchecked Sendable {
 
     deinit { PQclear(pointer) }
 
+    @usableFromInline
     func columnName(_ column: Int) -> String {
         PQfname(pointer, Int32(column)).map { String(cString: $0) } ?? "?column?"
     }
 
+    @usableFromInline
     func columnType(_ column: Int) -> PostgresDataType {
         PostgresDataType(PQftype(pointer, Int32(column)))
     }
@@ -43,6 +46,7 @@ final class PostgresResult: @unchecked Sendable {
     }
 
     /// The value's bytes, nil for NULL. Valid while this object lives.
+    @usableFromInline
     func value(row: Int, column: Int) -> UnsafeRawBufferPointer? {
         let r = Int32(row)
         let c = Int32(column)
@@ -84,6 +88,7 @@ public struct PostgresRows: RandomAccessCollection, Sendable {
     }
 
     /// Decodes every row into a tuple, e.g. `try rows.decode((Int64, String).self)`.
+    @inlinable
     public func decode<each Column: PostgresDecodable>(
         _ types: (repeat each Column).Type
     ) throws(PostgresError) -> [(repeat each Column)] {
@@ -94,6 +99,7 @@ public struct PostgresRows: RandomAccessCollection, Sendable {
     }
 
     /// Decodes the single column of every row.
+    @inlinable
     public func decode<Column: PostgresDecodable>(_ type: Column.Type) throws(PostgresError) -> [Column] {
         var decoded: [Column] = []
         decoded.reserveCapacity(count)
@@ -104,8 +110,8 @@ public struct PostgresRows: RandomAccessCollection, Sendable {
 
 /// One result row. Decode it into a tuple in column order, or one column by name.
 public struct PostgresRow: Sendable {
-    private let result: PostgresResult
-    private let row: Int
+    @usableFromInline let result: PostgresResult
+    @usableFromInline let row: Int
 
     init(result: PostgresResult, row: Int) {
         self.result = result
@@ -116,6 +122,7 @@ public struct PostgresRow: Sendable {
 
     /// Decodes the whole row in column order: `let (id, name) = try row.decode((Int64, String).self)`.
     /// The tuple must have exactly as many elements as the row has columns.
+    @inlinable
     public func decode<each Column: PostgresDecodable>(
         _: (repeat each Column).Type
     ) throws(PostgresError) -> (repeat each Column) {
@@ -131,6 +138,7 @@ public struct PostgresRow: Sendable {
     }
 
     /// Decodes a single-column row.
+    @inlinable
     public func decode<Column: PostgresDecodable>(_: Column.Type) throws(PostgresError) -> Column {
         try requireColumnCount(1)
         return try decode(column: 0, as: Column.self)
@@ -148,14 +156,13 @@ public struct PostgresRow: Sendable {
         return try decode(column: index, as: Column.self)
     }
 
-    /// Decodes the column at `index` (0-based).
+    /// Decodes the column at `index` (0-based). Inlinable, so that callers in other modules get
+    /// it specialized for the concrete column type instead of looking up generic metadata for
+    /// every value; the error paths stay out of line.
+    @inlinable
     public func decode<Column: PostgresDecodable>(column index: Int, as _: Column.Type) throws(PostgresError) -> Column {
         guard index >= 0 && index < result.columnCount else {
-            var error = PostgresError(.decoding)
-            error.columnIndex = index
-            error.swiftType = "\(Column.self)"
-            error.reason = "no such column"
-            throw error
+            throw Self.noSuchColumn(index: index, swiftType: Column.self)
         }
         let type = result.columnType(index)
         do throws(PostgresDecodingFailure) {
@@ -165,14 +172,28 @@ public struct PostgresRow: Sendable {
             }
             return try Column(postgresBinary: bytes, type: type)
         } catch {
-            var failure = PostgresError(.decoding)
-            failure.columnName = result.columnName(index)
-            failure.columnIndex = index
-            failure.swiftType = "\(Column.self)"
-            failure.postgresType = type
-            failure.reason = error.reason
-            throw failure
+            throw decodingError(error, column: index, type: type, swiftType: Column.self)
         }
+    }
+
+    @usableFromInline
+    static func noSuchColumn(index: Int, swiftType: Any.Type) -> PostgresError {
+        var error = PostgresError(.decoding)
+        error.columnIndex = index
+        error.swiftType = String(describing: swiftType)
+        error.reason = "no such column"
+        return error
+    }
+
+    @usableFromInline
+    func decodingError(_ failure: PostgresDecodingFailure, column index: Int, type: PostgresDataType, swiftType: Any.Type) -> PostgresError {
+        var error = PostgresError(.decoding)
+        error.columnName = result.columnName(index)
+        error.columnIndex = index
+        error.swiftType = String(describing: swiftType)
+        error.postgresType = type
+        error.reason = failure.reason
+        return error
     }
 
     /// Whether the column at `index` is NULL.
@@ -180,7 +201,8 @@ public struct PostgresRow: Sendable {
         result.value(row: row, column: index) == nil
     }
 
-    private func requireColumnCount(_ expected: Int) throws(PostgresError) {
+    @usableFromInline
+    func requireColumnCount(_ expected: Int) throws(PostgresError) {
         guard result.columnCount == expected else {
             var error = PostgresError(.decoding)
             error.reason = "decoding \(expected) column\(expected == 1 ? "" : "s") from a row of \(result.columnCount)"

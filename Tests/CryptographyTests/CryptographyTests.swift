@@ -74,6 +74,11 @@ import Testing
         let s = SecureRandom.string(length: 200, alphabet: SecureRandom.crockford)
         #expect(s.count == 200)
         #expect(s.allSatisfy { SecureRandom.crockford.contains($0) })
+        #expect(SecureRandom.string(length: 0, alphabet: SecureRandom.alphanumeric).isEmpty)
+        // Three symbols: 255 of the 256 byte values are used, the last is rejected.
+        let three = SecureRandom.string(length: 300, alphabet: "xyz")
+        #expect(Set(three) == ["x", "y", "z"])
+        #expect(!SecureRandom.alphanumeric.contains("é") && !SecureRandom.alphanumeric.contains("-"))
     }
 
     @Test func randomUUIDsAreVersion4AndDistinct() {

@@ -118,6 +118,54 @@ import Testing
         }
     }
 
+    /// `transition(many:)` builds its answer from the records it was given; it must be exactly
+    /// what the database then holds, and a row that moved since it was read fails the statement.
+    @Test func transitionsInBulkReturnTheRowsAsStored() async throws {
+        try await withFixture { fixture in
+            func pending() async throws -> IntentRecord {
+                let created = try await fixture.intent(dossierID: try await fixture.dossier())
+                return try await fixture.move(created, to: .pending, by: .gatewayAccepted)
+            }
+            let paid = try await pending(), failed = try await pending()
+            let messageID = try #require(try await fixture.insertMessage(webhookID: "msg_bulk_1", code: "00"))
+            // Sub-microsecond digits: the server rounds them, and the record must say what it kept.
+            let paidAt = Date(timeIntervalSince1970: 1_700_000_000.1234567)
+            let transitions = [
+                IntentStore.Transition(
+                    intent: paid, to: .succeeded, event: .paymentSucceeded,
+                    changes: .init(gatewayTransaction: "GD-BULK-1", bankCode: "NCB", paidAt: paidAt),
+                    messageID: messageID, detail: ["gateway_txn": "GD-BULK-1"]),
+                IntentStore.Transition(
+                    intent: failed, to: .failed, event: .paymentFailed,
+                    changes: .init(gatewayTransaction: "GD-BULK-2", bankCode: nil, paidAt: nil),
+                    messageID: messageID, detail: [:]),
+            ]
+            let returned = try await fixture.client.withTransaction { db in
+                try await IntentStore.transition(many: transitions, source: .callback, on: db)
+            }
+            #expect(returned.map(\.id) == [paid.id, failed.id])
+            for record in returned {
+                let stored = try await fixture.client.withConnection { db in try await IntentStore.intent(id: record.id, on: db) }
+                #expect(stored == record)
+            }
+            #expect(returned[0].status == .succeeded && returned[0].gatewayTransaction == "GD-BULK-1" && returned[0].bankCode == "NCB")
+            #expect(returned[0].paidAt != nil && returned[0].paidAt != paidAt)
+            #expect(returned[1].status == .failed && returned[1].paidAt == nil && returned[1].version == failed.version + 1)
+
+            // The same transitions again: the rows are no longer at the versions read.
+            let retry = IntentStore.Transition(
+                intent: paid, to: .succeeded, event: .paymentSucceeded, changes: .init(gatewayTransaction: "GD-BULK-1"),
+                messageID: messageID, detail: [:])
+            await #expect(throws: IntentStore.ConcurrentModification.self) {
+                try await fixture.client.withTransaction { db in
+                    try await IntentStore.transition(many: [retry], source: .callback, on: db)
+                }
+            }
+            let events = try await fixture.client.withConnection { db in try await IntentStore.events(intentID: paid.id, on: db) }
+            #expect(events.map(\.kind) == ["created", "gateway_accepted", "payment_succeeded"])
+        }
+    }
+
     @Test func racingTransitionsLetExactlyOneWin() async throws {
         try await withFixture { fixture in
             let intent = try await fixture.move(

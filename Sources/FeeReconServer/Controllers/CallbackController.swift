@@ -34,7 +34,7 @@ struct CallbackController {
             return reply(notifications.tooLargeReply, partner: nil)
         }
 
-        let header: (String) -> String? = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
+        let header: (String) -> String? = { name in (Self.fieldNames[name] ?? HTTPField.Name(name)).flatMap { request.headers[$0] } }
         let verified: PortalNotifications.Verified
         switch notifications.verify(header: header, body: body) {
         case .success(let value):
@@ -58,12 +58,19 @@ struct CallbackController {
             partner: verified.partner)
     }
 
+    /// The header names verification reads and replies carry, parsed once rather than per request.
+    private static let fieldNames: [String: HTTPField.Name] = Dictionary(
+        uniqueKeysWithValues: [
+            StandardWebhooks.idHeader, StandardWebhooks.timestampHeader, StandardWebhooks.signatureHeader, "x-partner-code",
+        ].compactMap { name in HTTPField.Name(name).map { (name, $0) } })
+
     private func reply(_ reply: PortalNotifications.Reply, partner: PartnerCode?) -> Response {
         var headers = HTTPFields()
+        headers.reserveCapacity(5)
         headers[.contentType] = "application/json"
         if let partner {
             for field in notifications.signedHeaders(for: reply.body, partner: partner) {
-                if let name = HTTPField.Name(field.name) { headers[name] = field.value }
+                if let name = Self.fieldNames[field.name] ?? HTTPField.Name(field.name) { headers[name] = field.value }
             }
         }
         return Response(

@@ -55,7 +55,7 @@ public struct APIClientContext: ChildRequestContext {
 /// counter (`k7m2q9x4r8t3-1f`). Unique across replicas and restarts without drawing random
 /// bytes or formatting a UUID for every request.
 enum RequestID {
-    private static let prefix = SecureRandom.string(length: 12, alphabet: Array("abcdefghijkmnpqrstuvwxyz23456789"))
+    private static let prefix = SecureRandom.string(length: 12, alphabet: "abcdefghijkmnpqrstuvwxyz23456789")
     private static let counter = Atomic<UInt64>(0)
 
     static func next() -> String {

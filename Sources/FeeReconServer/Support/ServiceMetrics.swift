@@ -4,9 +4,11 @@ import Prometheus
 /// low cardinality (reasons and result codes, never ids).
 struct ServiceMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
-    /// Label-less counters are looked up once; labelled ones per value, by the registry.
+    /// Label-less counters are looked up once; labelled ones per value, by the registry, except
+    /// the answers the callback endpoint gives (one per callback), which are looked up once.
     private let batches: Counter
     private let batched: Counter
+    private let answers: [String: Counter]
 
     private static var rejected: MetricNameDescriptor {
         MetricNameDescriptor(
@@ -25,14 +27,20 @@ struct ServiceMetrics: Sendable {
             namespace: "feerecon", metricName: "callback_batches", unitName: "total", helpText: "Callback transactions committed"))
         batched = registry.makeCounter(descriptor: MetricNameDescriptor(
             namespace: "feerecon", metricName: "callback_batched", unitName: "total", helpText: "Callbacks processed in batches"))
+        answers = Dictionary(uniqueKeysWithValues: Self.answerCodes.map { code in
+            (code, registry.makeCounter(descriptor: Self.answered, labels: [("result", code)]))
+        })
     }
+
+    /// The codes the callback endpoint answers with (PROTOCOL.md §3).
+    private static let answerCodes = ["00", "01", "02", "03", "04", "94", "95", "97", "99"]
 
     func callbackRejected(reason: String) {
         registry.makeCounter(descriptor: Self.rejected, labels: [("reason", reason)]).increment()
     }
 
     func callbackAnswered(code: String) {
-        registry.makeCounter(descriptor: Self.answered, labels: [("result", code)]).increment()
+        (answers[code] ?? registry.makeCounter(descriptor: Self.answered, labels: [("result", code)])).increment()
     }
 
     /// Batches and the callbacks in them: their ratio is the mean group-commit size.

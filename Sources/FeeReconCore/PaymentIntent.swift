@@ -181,6 +181,10 @@ public enum OutcomeDecision: Hashable, Sendable {
 extension IntentStateMachine {
     /// Decides how a gateway outcome changes an intent: out-of-order, repeated and late reports
     /// land here. A success always records the money (it moved), even after a failure or expiry.
+    ///
+    /// A query's "still pending" never contradicts a final status: queries are sent for open
+    /// intents only, so a final outcome recorded by the time the answer is applied came in while
+    /// the query was in flight, and the answer is merely out of date.
     public static func decide(current: IntentStatus, outcome: PaymentOutcome, source: OutcomeSource) -> OutcomeDecision {
         switch current {
         case .created, .pending, .unknown:
@@ -198,21 +202,26 @@ extension IntentStateMachine {
             case .succeeded: return .alreadyApplied
             case .failed(.reversed) where current == .succeeded && source != .callback:
                 return .apply(to: .failed, event: .reversedAfterSuccess, review: .reversedAfterSuccess)
+            case .pending where source == .query: return .alreadyApplied
             case .failed, .expired, .cancelled, .pending: return .conflicting
             }
-        case .expired:
+        case .expired, .failed, .cancelled:
             switch outcome {
-            case .succeeded: return .apply(to: .succeeded, event: .lateSuccessAfterExpiry, review: .lateSuccessAfterExpiry)
-            case .expired: return .alreadyApplied
-            case .failed, .cancelled: return .conflicting
+            case .succeeded:
+                return current == .expired
+                    ? .apply(to: .succeeded, event: .lateSuccessAfterExpiry, review: .lateSuccessAfterExpiry)
+                    : .apply(to: .succeeded, event: .successAfterFailure, review: .successAfterFailure)
+            case .expired, .cancelled, .failed(.declined), .failed(.insufficientFunds):
+                // No money moved, said another way: the query reports an expired or cancelled
+                // payment as failed (`TrangThaiGD 02`), and a callback may say why after a query
+                // said failed. Nothing to change, nothing for a person to look at.
+                return .alreadyApplied
+            case .failed(.suspectedFraud), .failed(.reversed):
+                // Debited at the bank and not successful (callback 07, then `TrangThaiGD 04` in
+                // query and settlement): a failure already, but not an expiry or a cancellation.
+                return current == .failed ? .alreadyApplied : .conflicting
+            case .pending where source == .query: return .alreadyApplied
             case .pending: return .conflicting
-            }
-        case .failed, .cancelled:
-            switch outcome {
-            case .succeeded: return .apply(to: .succeeded, event: .successAfterFailure, review: .successAfterFailure)
-            case .failed where current == .failed: return .alreadyApplied
-            case .cancelled where current == .cancelled: return .alreadyApplied
-            case .failed, .cancelled, .expired, .pending: return .conflicting
             }
         }
     }

@@ -218,45 +218,44 @@ public enum DossierStore {
     /// Recomputes what succeeded payments brought in (net of refunds) and returns the dossier's
     /// status before and after. Runs in the transaction that changed a payment.
     public static func recomputePaid(dossierID: Int64, on db: PostgresConnection) async throws -> Coverage {
-        let rows = try await db.query("""
-            WITH old AS (SELECT status FROM dossiers WHERE id = \(dossierID) FOR UPDATE),
-                 p AS (SELECT COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
-                       WHERE dossier_id = \(dossierID)
-                         AND status IN ('succeeded', 'refund_pending', 'partially_refunded'))
-            UPDATE dossiers d SET amount_paid = p.total, version = d.version + 1, updated_at = now(),
-                fees_frozen_at = CASE WHEN p.total > 0 THEN COALESCE(d.fees_frozen_at, now()) ELSE d.fees_frozen_at END
-            FROM p, old
-            WHERE d.id = \(dossierID)
-            RETURNING d.code, d.agency_id, d.amount_due, d.amount_paid, old.status, d.status
-            """)
-        let (code, agency, due, paid, before, status) = try rows[0].decode((String, Int64, Int64, Int64, String, String).self)
-        return Coverage(
-            code: try StoredValue.dossierCode(code), agencyID: agency, amountDue: Money(dong: due), paid: Money(dong: paid),
-            before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
+        guard let coverage = try await recomputePaid(dossierIDs: [dossierID], on: db)[dossierID] else {
+            throw StoredValue.Corrupt(what: "dossier \(dossierID)")
+        }
+        return coverage
     }
 
-    /// `recomputePaid` for many dossiers in one statement (locked in id order); returns each one's
-    /// coverage by dossier id.
+    /// `recomputePaid` for many dossiers; returns each one's coverage by dossier id.
+    ///
+    /// Two statements, not one: the dossiers are locked first (in id order), and only then are
+    /// their payments summed. Under READ COMMITTED a statement sees the rows committed when it
+    /// began, so a sum taken in the statement that waits for the lock would miss a payment that
+    /// the transaction holding the lock commits meanwhile — two concurrent successes for one
+    /// dossier would each count one, and the dossier would say paid instead of overpaid.
     public static func recomputePaid(dossierIDs: [Int64], on db: PostgresConnection) async throws -> [Int64: Coverage] {
         guard !dossierIDs.isEmpty else { return [:] }
+        var before: [Int64: DossierStatus] = [:]
+        for row in try await db.query("SELECT id, status FROM dossiers WHERE id = ANY(\(dossierIDs)) ORDER BY id FOR UPDATE") {
+            let (id, status) = try row.decode((Int64, String).self)
+            before[id] = try StoredValue.dossierStatus(status)
+        }
         let rows = try await db.query("""
-            WITH old AS (SELECT id, status FROM dossiers WHERE id = ANY(\(dossierIDs)) ORDER BY id FOR UPDATE),
-                 p AS (SELECT dossier_id, COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
+            WITH p AS (SELECT dossier_id, COALESCE(sum(amount - amount_refunded), 0)::bigint AS total FROM payment_intents
                        WHERE dossier_id = ANY(\(dossierIDs))
                          AND status IN ('succeeded', 'refund_pending', 'partially_refunded')
                        GROUP BY dossier_id)
             UPDATE dossiers d SET amount_paid = COALESCE(p.total, 0), version = d.version + 1, updated_at = now(),
                 fees_frozen_at = CASE WHEN COALESCE(p.total, 0) > 0 THEN COALESCE(d.fees_frozen_at, now()) ELSE d.fees_frozen_at END
-            FROM old LEFT JOIN p ON p.dossier_id = old.id
-            WHERE d.id = old.id
-            RETURNING d.id, d.code, d.agency_id, d.amount_due, d.amount_paid, old.status, d.status
+            FROM (SELECT unnest(\(dossierIDs)) AS id) AS target LEFT JOIN p ON p.dossier_id = target.id
+            WHERE d.id = target.id
+            RETURNING d.id, d.code, d.agency_id, d.amount_due, d.amount_paid, d.status
             """)
         var coverage: [Int64: Coverage] = [:]
         for row in rows {
-            let (id, code, agency, due, paid, before, status) = try row.decode((Int64, String, Int64, Int64, Int64, String, String).self)
+            let (id, code, agency, due, paid, status) = try row.decode((Int64, String, Int64, Int64, Int64, String).self)
+            guard let was = before[id] else { throw StoredValue.Corrupt(what: "dossier \(id)") }
             coverage[id] = Coverage(
                 code: try StoredValue.dossierCode(code), agencyID: agency, amountDue: Money(dong: due), paid: Money(dong: paid),
-                before: try StoredValue.dossierStatus(before), status: try StoredValue.dossierStatus(status))
+                before: was, status: try StoredValue.dossierStatus(status))
         }
         return coverage
     }

@@ -97,7 +97,7 @@ public struct PortalGatewayClient: PaymentGateway {
             return PaymentStatusReport(
                 reference: reference, status: status, gatewayTransaction: reply.MaGiaoDich,
                 amount: reply.SoTien.map { Money(dong: $0) }, amountRefunded: Money(dong: reply.SoTienDaHoan ?? 0),
-                bankCode: reply.MaNganHang, occurredAt: reply.ThoiGianGD.flatMap { VietnamTime(compact: $0) })
+                bankCode: Self.bankCode(reply.MaNganHang), occurredAt: reply.ThoiGianGD.flatMap { VietnamTime(compact: $0) })
         case .transactionNotFound, .notFound:
             return PaymentStatusReport(reference: reference, status: .notFound)
         case .invalidSignature:
@@ -253,6 +253,14 @@ public struct PortalGatewayClient: PaymentGateway {
         }
     }
 
+    /// A bank code as the gateway sent it when it is 1–32 printable ASCII characters, else nil:
+    /// an informational field that is not worth refusing a payment for (the raw message keeps
+    /// whatever was sent).
+    static func bankCode(_ text: String?) -> String? {
+        guard let text, (1...32).contains(text.utf8.count), text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        return text
+    }
+
     static func isPlausibleID(_ text: String) -> Bool {
         (1...64).contains(text.utf8.count) && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
@@ -260,11 +268,11 @@ public struct PortalGatewayClient: PaymentGateway {
     /// A code from the wire, made safe to put in a log line or an error: the printable ASCII
     /// characters among its first 8. A code that already is so (every well-formed one: `KETQUA`,
     /// `00`) is returned as it is, without building a new string.
-    static func printable(_ text: String) -> String {
+    static func printable(_ text: String, limit: Int = 8) -> String {
         let isPrintable: (UInt8) -> Bool = { $0 > 0x20 && $0 < 0x7F }
-        if text.utf8.count <= 8, text.utf8.allSatisfy(isPrintable) { return text }
+        if text.utf8.count <= limit, text.utf8.allSatisfy(isPrintable) { return text }
         var kept: [UInt8] = []
-        for scalar in text.unicodeScalars.prefix(8) where scalar.isASCII && isPrintable(UInt8(scalar.value)) {
+        for scalar in text.unicodeScalars.prefix(limit) where scalar.isASCII && isPrintable(UInt8(scalar.value)) {
             kept.append(UInt8(scalar.value))
         }
         return String(decoding: kept, as: UTF8.self)

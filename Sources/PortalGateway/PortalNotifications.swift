@@ -63,8 +63,12 @@ public struct PortalNotifications: Sendable {
         } catch {
             return .malformed(reason: "a required field is missing or has the wrong type", messageType: "unparsed", reference: nil)
         }
-        let type = PortalGatewayClient.printable(wire.LoaiBanTin)
-        let rawReference = String(wire.MaThamChieu.prefix(64))
+        // Stored with the message, so always within the columns' domains: a type of 1–8
+        // printable characters, a reference of printable ASCII (NUL and the like removed).
+        let printedType = PortalGatewayClient.printable(wire.LoaiBanTin)
+        let type = printedType.isEmpty ? "unknown" : printedType
+        let printedReference = PortalGatewayClient.printable(wire.MaThamChieu, limit: 64)
+        let rawReference: String? = printedReference.isEmpty ? nil : printedReference
         func malformed(_ reason: String) -> Decoded { .malformed(reason: reason, messageType: type, reference: rawReference) }
 
         guard wire.MaDoiTac == partner.rawValue else { return .partnerMismatch }
@@ -89,7 +93,7 @@ public struct PortalNotifications: Sendable {
             }
             let notice = PaymentResultNotice(
                 partner: partner, reference: reference, gatewayTransaction: wire.MaGiaoDich, amount: amount, outcome: outcome,
-                bankCode: wire.MaNganHang, occurredAt: occurredAt, dossier: wire.MaHoSo, attempt: attempt)
+                bankCode: PortalGatewayClient.bankCode(wire.MaNganHang), occurredAt: occurredAt, dossier: wire.MaHoSo, attempt: attempt)
             return .notification(.paymentResult(notice), messageType: type, reference: reference.rawValue)
         case "HOANTIEN":
             guard let requestID = wire.MaYeuCau, RefundRequestID(rawValue: requestID) != nil else {
@@ -176,9 +180,11 @@ public struct PortalNotifications: Sendable {
     public func status(forCode code: String) -> Int { ResultCode(rawValue: code)?.httpStatus ?? 500 }
 
     /// Signed headers for a reply body to `partner`: a fresh message id and timestamp each time.
+    /// Signed with every key configured for the partner, so that during a key rotation the
+    /// gateway verifies the reply whichever of the keys it has moved to.
     public func signedHeaders(for body: [UInt8], partner: PartnerCode) -> [(name: String, value: String)] {
-        guard let secret = partners[partner]?.first else { return [] }
-        let headers = WebhookSigner(secret: secret, clock: clock).headers(for: body)
+        guard let secrets = partners[partner], !secrets.isEmpty else { return [] }
+        let headers = WebhookSigner(secrets: secrets, clock: clock).headers(for: body)
         return headers.fields + [(name: "x-partner-code", value: partner.rawValue)]
     }
 }

@@ -72,6 +72,36 @@ private let sources: [OutcomeSource] = [.callback, .query, .settlement]
         #expect(IntentStateMachine.decide(current: .succeeded, outcome: .succeeded, source: .callback) == .alreadyApplied)
     }
 
+    /// A query answered "pending" just before a callback settled the intent is out of date, not a
+    /// contradiction; a callback cannot say pending, but if one did, it would be.
+    @Test func aStalePendingQueryAnswerChangesNothing() {
+        for current in [IntentStatus.succeeded, .refundPending, .refunded, .partiallyRefunded, .failed, .expired, .cancelled] {
+            #expect(IntentStateMachine.decide(current: current, outcome: .pending, source: .query) == .alreadyApplied, "\(current)")
+            #expect(IntentStateMachine.decide(current: current, outcome: .pending, source: .callback) == .conflicting, "\(current)")
+        }
+    }
+
+    /// The query reports an expired or cancelled payment as failed (`TrangThaiGD 02`): whichever
+    /// of the query and the late callback comes first, the other agrees with it. A debit (fraud
+    /// suspicion, reversal) after an expiry or a cancellation does not.
+    @Test func unpaidOutcomesAgreeWithEachOther() {
+        let unpaid: [PaymentOutcome] = [.failed(.declined), .failed(.insufficientFunds), .expired, .cancelled]
+        for current in [IntentStatus.failed, .expired, .cancelled] {
+            for outcome in unpaid {
+                for source in sources {
+                    #expect(IntentStateMachine.decide(current: current, outcome: outcome, source: source) == .alreadyApplied,
+                            "\(outcome) from \(source) after \(current)")
+                }
+            }
+        }
+        #expect(IntentStateMachine.decide(current: .failed, outcome: .failed(.reversed), source: .settlement) == .alreadyApplied)
+        #expect(IntentStateMachine.decide(current: .failed, outcome: .failed(.suspectedFraud), source: .callback) == .alreadyApplied)
+        for current in [IntentStatus.expired, .cancelled] {
+            #expect(IntentStateMachine.decide(current: current, outcome: .failed(.reversed), source: .query) == .conflicting)
+            #expect(IntentStateMachine.decide(current: current, outcome: .failed(.suspectedFraud), source: .callback) == .conflicting)
+        }
+    }
+
     @Test func everyStatusIsReachable() {
         var reached: Set<IntentStatus> = []
         var frontier: [IntentStatus?] = [nil]

@@ -135,6 +135,56 @@ import Testing
         }
     }
 
+    /// Verified messages carrying values the database's columns would refuse as they are: each
+    /// is stored and answered as the protocol says, never a 500 that every retry repeats.
+    @Test func oddFieldValuesAreStoredAndAnswered() async throws {
+        try await withRunningService { service in
+            let paying = try await pendingIntent(service)
+            func sending(_ replace: String, with replacement: String, id: String) async throws -> (Int, String) {
+                let text = String(decoding: callback(paying), as: UTF8.self).replacingOccurrences(of: replace, with: replacement)
+                let response = try await service.postCallback(Array(text.utf8), id: id)
+                return (response.status, try answer(response, service))
+            }
+            func stored(_ id: String) async throws -> (type: String, reference: String?, code: String) {
+                try await service.db.query("SELECT message_type, reference, result_code FROM inbound_messages WHERE webhook_id = \(id)")[0]
+                    .decode((String, String?, String).self)
+            }
+            // A message type with nothing printable in it.
+            #expect(try await sending(#""LoaiBanTin":"KETQUA""#, with: #""LoaiBanTin":"é\u0007""#, id: "evt_type") == (400, "03"))
+            #expect(try await stored("evt_type") == ("unknown", paying.intent.reference.rawValue, "03"))
+            // NUL in the reference: malformed, and stored without the NUL.
+            #expect(try await sending(#""MaThamChieu":""#, with: #""MaThamChieu":"\u0000"#, id: "evt_nul") == (400, "03"))
+            #expect(try await stored("evt_nul") == ("KETQUA", paying.intent.reference.rawValue, "03"))
+            #expect(try await state(service, paying).intent.status == .pending)
+            // A bank code longer than any bank's: the payment is recorded, without it.
+            #expect(try await sending(#""MaNganHang":"VCB""#, with: #""MaNganHang":"\#(String(repeating: "B", count: 33))""#, id: "evt_bank")
+                == (200, "00"))
+            let (intent, dossier) = try await state(service, paying)
+            #expect(intent.status == .succeeded && intent.bankCode == nil && dossier.status == .paid)
+        }
+    }
+
+    /// A success whose gateway transaction id is already another intent's: the database refuses
+    /// it, so it is kept raw as an orphan and answered 03 (final), not 99 again and again.
+    @Test func aMessageTheDatabaseRefusesIsKeptAndAnswered03() async throws {
+        try await withRunningService { service in
+            let first = try await pendingIntent(service, serial: 1)
+            var second = try await pendingIntent(service, serial: 2)
+            second.intent.gatewayTransaction = first.intent.gatewayTransaction
+            try await service.db.withConnection { db in
+                try await db.execute("UPDATE payment_intents SET gateway_txn = NULL WHERE id = \(second.intent.id)")
+            }
+            #expect(try answer(try await service.postCallback(callback(first), id: "evt_first"), service) == "00")
+            let refused = try await service.postCallback(callback(second), id: "evt_clash")
+            #expect(refused.status == 400)
+            #expect(try answer(refused, service) == "03")
+            let again = try await service.postCallback(callback(second, attempt: 2), id: "evt_clash")
+            #expect(again.body == refused.body)
+            #expect(try await count(service, "SELECT count(*) FROM inbound_messages WHERE webhook_id = 'evt_clash' AND intent_id IS NULL") == 1)
+            #expect(try await state(service, second).intent.status == .pending)
+        }
+    }
+
     @Test func amountMismatchIsKeptFlaggedAndNotPaid() async throws {
         try await withRunningService { service in
             let paying = try await pendingIntent(service)

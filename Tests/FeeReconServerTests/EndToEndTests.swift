@@ -210,9 +210,18 @@ import Testing
             #expect(try await service.request(.put, "/v1/dossiers/\(code)", body: Fixtures.dossierBody(), apiKey: key).status == 201)
             let response = try await service.request(
                 .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "k")], apiKey: key)
+            #expect(response.status == 201)
             #expect(try service.json(response)["status"] as? String == "unknown")
             let status = try await service.db.query("SELECT status FROM payment_intents")[0].decode(String.self)
             #expect(status == "unknown")
+            // The key's answer was stored with the `unknown` it reports, in the same transaction:
+            // a retry with the same key and body gets exactly it, and causes no second create.
+            let (storedStatus, storedBody) = try await service.db.query(
+                "SELECT response_status, response_body FROM idempotency_keys WHERE key = 'k'")[0].decode((Int16?, [UInt8]?).self)
+            #expect(storedStatus == 201 && storedBody == response.body)
+            let retry = try await service.request(
+                .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "k")], apiKey: key)
+            #expect(retry.status == 201 && retry.body == response.body)
         }
     }
 }

@@ -4,6 +4,8 @@ import FeeReconServer
 import FeeReconStore
 import Foundation
 import GatewaySandbox
+import Logging
+import PortalGateway
 import Postgres
 import TestSupport
 import Testing
@@ -32,6 +34,33 @@ import Testing
         let intent = try service.json(response)
         #expect(intent["status"] as? String == "pending")
         return (key, intent)
+    }
+
+    /// Commits an intent `created` for the fixture dossier (registered first) with its create
+    /// request stored but not sent, as after a crash before the gateway call; returns the bytes.
+    func insertUnsentIntent(
+        _ service: RunningService, id: UUID, reference: String, firstCheck: Duration
+    ) async throws -> [UInt8] {
+        let key = try await service.setUpAgencies()
+        #expect(try await service.request(.put, "/v1/dossiers/\(code)", body: Fixtures.dossierBody(), apiKey: key).status == 201)
+        return try await service.db.withTransaction { db in
+            let dossier = try await DossierStore.dossier(code: DossierCode(rawValue: code)!, on: db)!
+            let reference = PaymentReference(rawValue: reference)!
+            let request = CreatePaymentRequest(
+                partner: service.partner, reference: reference, amount: dossier.amountDue,
+                requestedAt: VietnamTime(unixSeconds: Int64(Date().timeIntervalSince1970)), payerAddress: "127.0.0.1",
+                description: "Thanh toan", returnURL: service.baseURL + "/pay/x/return", notifyURL: service.baseURL + "/v1/callbacks/portal",
+                dossier: dossier.code, procedureCode: dossier.procedureCode, procedureName: dossier.procedureName,
+                agencyCode: dossier.agency.code, agencyName: dossier.agency.name, applicantName: dossier.applicantName,
+                feeLines: dossier.feeLines)
+            let bytes = try PortalGatewayClientFactory.make(
+                baseURL: "http://unused", partners: [service.partner: [service.secret]], http: service.http, timeout: .seconds(1)
+            ).encodeCreate(request)
+            _ = try await IntentStore.insert(
+                id: id, partner: service.partner, reference: reference, dossierID: dossier.id, amount: dossier.amountDue,
+                createRequest: bytes, source: .api, actor: nil, firstCheck: firstCheck, on: db)
+            return bytes
+        }
     }
 
     func status(_ service: RunningService, _ id: String) async throws -> String {
@@ -91,31 +120,39 @@ import Testing
 
     @Test func anIntentTheGatewayNeverSawIsSentAgain() async throws {
         try await withSandboxAndService(settings: Self.fastJanitor) { sandbox, service in
-            let key = try await service.setUpAgencies()
-            #expect(try await service.request(.put, "/v1/dossiers/\(code)", body: Fixtures.dossierBody(), apiKey: key).status == 201)
             // As after a crash between committing `created` and calling the gateway: the stored
             // create request was never sent.
             let id = UUID()
-            try await service.db.withTransaction { db in
-                let dossier = try await DossierStore.dossier(code: DossierCode(rawValue: code)!, on: db)!
-                let reference = PaymentReference(rawValue: "PINEVERSENT000000001")!
-                let request = CreatePaymentRequest(
-                    partner: service.partner, reference: reference, amount: dossier.amountDue,
-                    requestedAt: VietnamTime(unixSeconds: Int64(Date().timeIntervalSince1970)), payerAddress: "127.0.0.1",
-                    description: "Thanh toan", returnURL: service.baseURL + "/pay/x/return", notifyURL: service.baseURL + "/v1/callbacks/portal",
-                    dossier: dossier.code, procedureCode: dossier.procedureCode, procedureName: dossier.procedureName,
-                    agencyCode: dossier.agency.code, agencyName: dossier.agency.name, applicantName: dossier.applicantName,
-                    feeLines: dossier.feeLines)
-                let bytes = try PortalGatewayClientFactory.make(
-                    baseURL: "http://unused", partners: [service.partner: [service.secret]], http: service.http, timeout: .seconds(1)
-                ).encodeCreate(request)
-                _ = try await IntentStore.insert(
-                    id: id, partner: service.partner, reference: reference, dossierID: dossier.id, amount: dossier.amountDue,
-                    createRequest: bytes, source: .api, actor: nil, firstCheck: .milliseconds(100), on: db)
-            }
+            _ = try await insertUnsentIntent(service, id: id, reference: "PINEVERSENT000000001", firstCheck: .milliseconds(100))
             try await poll(until: { try await status(service, id.uuidString) == "pending" }, deadline: .seconds(30), "create resent")
             let kinds = try await service.db.query("SELECT kind FROM intent_events WHERE intent_id = \(id) ORDER BY id").map { try $0.decode(String.self) }
             #expect(kinds == ["created", "gateway_accepted"])
+        }
+    }
+
+    /// The create reached the gateway but its reply was lost (the intent stayed `created`): the
+    /// query says pending, and the intent must end pending *with* its checkout URL — the stored
+    /// create is sent again, and the gateway answers it with the original reply.
+    @Test func aLostCreateReplyIsRecoveredWithItsCheckoutURL() async throws {
+        try await withSandboxAndService(settings: Self.fastJanitor) { sandbox, service in
+            let gateway = PortalGatewayClient(
+                configuration: PortalConfiguration(baseURL: sandbox.apiURL, partners: [service.partner: [service.secret]]),
+                http: service.http, logger: Logger.test("gateway"))
+            let id = UUID()
+            let bytes = try await insertUnsentIntent(service, id: id, reference: "PILOSTREPLY000000001", firstCheck: .seconds(1))
+            // The create reaches the gateway; the service never hears the reply.
+            guard case .accepted(let txn, let url, _) = try await gateway.create(encoded: bytes, partner: service.partner) else {
+                Issue.record("the sandbox refused the create")
+                return
+            }
+            try await poll(until: { try await status(service, id.uuidString) == "pending" }, deadline: .seconds(30), "intent recovered")
+            let (storedTxn, storedURL) = try await service.db.query(
+                "SELECT gateway_txn, checkout_url FROM payment_intents WHERE id = \(id)")[0].decode((String?, String?).self)
+            #expect(storedTxn == txn && storedURL == url)
+            let events = try await service.db.query("SELECT kind, source FROM intent_events WHERE intent_id = \(id) ORDER BY id")
+                .map { try $0.decode((String, String).self) }
+            #expect(events.map(\.0) == ["created", "gateway_accepted"])
+            #expect(events.last?.1 == "gateway_reply")
         }
     }
 

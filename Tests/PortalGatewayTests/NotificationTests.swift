@@ -145,4 +145,17 @@ import Testing
         #expect(signed.contains { $0.name == "webhook-signature" })
         #expect(signed.contains { $0.name == "x-partner-code" && $0.value == "BTH" })
     }
+
+    /// During a key rotation the reply is signed with every configured key: a gateway that holds
+    /// only the old one, or only the new one, verifies it.
+    @Test func repliesAreSignedWithEveryKeyDuringARotation() throws {
+        let next = WebhookSecret.generate()
+        let rotating = PortalNotifications(partners: [partner: [secret, next]])
+        let body = Array(#"{"MaLoi":"00"}"#.utf8)
+        let fields = Dictionary(uniqueKeysWithValues: rotating.signedHeaders(for: body, partner: partner).map { ($0.name, $0.value) })
+        #expect(fields["webhook-signature"]?.split(separator: " ").count == 2)
+        for key in [secret, next] {
+            _ = try WebhookVerifier(secret: key).verify(headers: { fields[$0] }, body: body)
+        }
+    }
 }

@@ -44,6 +44,9 @@ struct CallbackProcessor: Sendable {
         } catch {
             logger.error("callback batch failed", metadata: ["batch.size": "\(batch.count)", "error": "\(error)"])
             guard batch.count > 1 else {
+                if let refusal = error as? PostgresError, refusal.isDataRefusal, let kept = await keepRefused(batch[0], refusal) {
+                    return [kept]
+                }
                 // 99 is not final: the gateway retries, and the retry is processed afresh.
                 let failure = notifications.reply(.failure)
                 return [CallbackAnswer(code: failure.code, body: failure.body)]
@@ -116,6 +119,39 @@ struct CallbackProcessor: Sendable {
     }
 
     struct CallbackRaceLost: Error {}
+
+    /// A verified message that the database refuses to apply as it is — a value outside a
+    /// column's domain, or a gateway transaction id already on another intent — would fail the
+    /// same way on every retry. It is kept raw instead, without a reference or an intent (an
+    /// orphan for reconciliation to show), and answered `03`, final: nothing the gateway said is
+    /// lost, and it is not asked to resend forever. Nil if even that could not be stored.
+    private func keepRefused(_ item: InboundCallback, _ refusal: PostgresError) async -> CallbackAnswer? {
+        let reply = notifications.reply(.malformed("the database refused the message's data"))
+        let type: String = switch item.decoded {
+        case .notification(_, let type, _), .malformed(_, let type, _): type
+        case .partnerMismatch: "unknown"
+        }
+        do {
+            let answer: CallbackAnswer? = try await database.withTransaction { db in
+                let id = try await InboundMessageStore.insert(
+                    .init(
+                        partner: item.partner, webhookID: item.webhookID, messageType: type, headers: item.headers, body: item.body,
+                        reference: nil, intentID: nil, resultCode: reply.code, replyBody: reply.body),
+                    on: db)
+                if id != nil { return CallbackAnswer(code: reply.code, body: reply.body) }
+                // Another delivery committed a final answer meanwhile: that one stands.
+                return try await InboundMessageStore.finalAnswer(partner: item.partner, webhookID: item.webhookID, on: db)
+                    .map { CallbackAnswer(code: $0.code, body: $0.body) }
+            }
+            logger.error("callback kept unapplied: the database refused its data", metadata: [
+                "webhook.id": "\(item.webhookID)", "sqlstate": "\(refusal.sqlState ?? "")", "constraint": "\(refusal.constraintName ?? "")",
+            ])
+            return answer
+        } catch {
+            logger.error("refused callback could not be kept", metadata: ["webhook.id": "\(item.webhookID)", "error": "\(error)"])
+            return nil
+        }
+    }
 
     /// A locked intent's dossier was not recomputed (the foreign key makes this impossible).
     struct MissingDossier: Error {

@@ -287,9 +287,10 @@ public struct PaymentService: Sendable {
         try await sendCreate(intent, answering: nil).intent
     }
 
-    /// `sendCreate`, and with `answering` for a new intent the gateway accepted, the API's answer
-    /// rendered for the intent as the acceptance leaves it and stored with its Idempotency-Key in
-    /// the acceptance's own statement; that body is returned (nil when it was not stored so).
+    /// `sendCreate`, and with `answering` for a new intent, the API's answer rendered for the
+    /// intent as recorded and stored with its Idempotency-Key in the same statement (an
+    /// acceptance) or transaction (any other outcome); that body is returned (nil without
+    /// `answering`).
     func sendCreate(
         _ intent: IntentRecord, answering: (Idempotency, @Sendable (IntentRecord) throws -> [UInt8])?
     ) async throws -> (intent: IntentRecord, answer: [UInt8]?) {
@@ -320,37 +321,61 @@ public struct PaymentService: Sendable {
                 return (accepted, acceptance.completion?.body)
             }
         }
-        let recorded = try await database.withTransaction { db in
-            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return intent }
+        // Otherwise the intent is recorded under its lock — and with `answering`, the key's answer
+        // is stored in the same transaction, so a retry with the same key sees either no answer
+        // (and waits) or this one, never an answer of its own.
+        return try await database.withTransaction { db in
+            guard let current = try await IntentStore.intent(id: intent.id, forUpdate: true, on: db) else { return (intent, nil) }
+            let recorded: IntentRecord
             // A callback may already have moved it on; then there is nothing to record here.
-            guard current.status == .created || current.status == .unknown else { return current }
-            switch outcome {
-            case .success(.accepted(let txn, let url, let deadline)):
-                return try await IntentStore.transition(
-                    current, to: .pending, event: .gatewayAccepted,
-                    changes: .init(gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds))),
-                    source: .gatewayReply, on: db)
-            case .success(.rejected(let rejection)):
-                log.warning("gateway refused a payment", metadata: ["gateway.rejection": "\(rejection)"])
-                return try await IntentStore.transition(
-                    current, to: .failed, event: .gatewayRejected, source: .gatewayReply,
-                    detail: ["rejection": "\(rejection)"], on: db)
-            case .failure(let error):
-                log.warning("gateway create without a definite answer", metadata: ["gateway.error": "\(error.kind.rawValue)"])
-                guard current.status == .created else { return current }
-                return try await IntentStore.transition(
-                    current, to: .unknown, event: .gatewayUnreachable, source: .gatewayReply,
-                    detail: ["error": error.kind.rawValue], on: db)
+            if current.status != .created && current.status != .unknown {
+                recorded = current
+            } else {
+                switch outcome {
+                case .success(.accepted(let txn, let url, let deadline)):
+                    recorded = try await IntentStore.transition(
+                        current, to: .pending, event: .gatewayAccepted,
+                        changes: .init(gatewayTransaction: txn, checkoutURL: url, expiresAt: Date(timeIntervalSince1970: TimeInterval(deadline.unixSeconds))),
+                        source: .gatewayReply, on: db)
+                case .success(.rejected(let rejection)):
+                    log.warning("gateway refused a payment", metadata: ["gateway.rejection": "\(rejection)"])
+                    recorded = try await IntentStore.transition(
+                        current, to: .failed, event: .gatewayRejected, source: .gatewayReply,
+                        detail: ["rejection": "\(rejection)"], on: db)
+                case .failure(let error):
+                    log.warning("gateway create without a definite answer", metadata: ["gateway.error": "\(error.kind.rawValue)"])
+                    recorded = current.status == .created
+                        ? try await IntentStore.transition(
+                            current, to: .unknown, event: .gatewayUnreachable, source: .gatewayReply,
+                            detail: ["error": error.kind.rawValue], on: db)
+                        : current
+                }
             }
+            guard let (idempotency, answer) = answering else { return (recorded, nil) }
+            let body = try answer(recorded)
+            try await IdempotencyStore.complete(apiKey: idempotency.apiKey, key: idempotency.key, status: 201, body: body, on: db)
+            return (recorded, body)
         }
-        return (recorded, nil)
     }
 
     /// Asks the gateway about an intent that is still open and applies what it says (the
     /// return page's repair on read). Returns the intent as it now is; a failed query changes nothing.
     public func refresh(_ intent: IntentRecord) async throws -> IntentRecord {
         guard intent.status.isOpen, let report = await queryGateway(about: intent) else { return intent }
+        if let resent = try await resendIfOnlyTheReplyWasLost(intent, report: report) { return resent }
         return try await applyLocked(report, to: intent)
+    }
+
+    /// An intent whose create reply never arrived (`created`, or `unknown` after a timeout) that
+    /// the gateway reports as pending: the create did reach it, and its reply carried the checkout
+    /// URL. Applying the query alone would leave the intent pending with no page to pay on, so the
+    /// stored create is sent again instead — an identical create is answered with the original
+    /// reply (§1), URL and deadline included. Nil when that is not the case.
+    private func resendIfOnlyTheReplyWasLost(_ intent: IntentRecord, report: PaymentStatusReport) async throws -> IntentRecord? {
+        guard intent.status == .created || intent.status == .unknown, intent.createRequest != nil,
+              case .known(.pending) = report.status
+        else { return nil }
+        return try await sendCreate(intent)
     }
 
     /// The janitor's check of an open intent: the gateway's status is applied as a named
@@ -372,6 +397,7 @@ public struct PaymentService: Sendable {
                     on: db)
             }
         }
+        if let resent = try await resendIfOnlyTheReplyWasLost(intent, report: report) { return resent }
         return try await applyLocked(report, to: intent)
     }
 

@@ -56,12 +56,15 @@ public struct AppSettings: Sendable {
     public var deliverySchedule: DeliverySchedule
     /// How often idle workers look for due work.
     public var workerInterval: Duration
+    /// The gateway client's timeout per call: the janitor's lease on the intents it claims is
+    /// long enough for its checks at this timeout.
+    public var gatewayTimeout: Duration
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, endpoints: PublicEndpoints, paymentWindow: Duration? = nil,
         demo: Bool = false, callbackBatchSize: Int = 64, callbackConcurrency: Int = 2, runWorkers: Bool = true,
         checkSchedule: CheckSchedule = .standard, deliverySchedule: DeliverySchedule = .standard,
-        workerInterval: Duration = .seconds(1)
+        workerInterval: Duration = .seconds(1), gatewayTimeout: Duration = .seconds(10)
     ) {
         self.host = host
         self.port = port
@@ -74,6 +77,7 @@ public struct AppSettings: Sendable {
         self.checkSchedule = checkSchedule
         self.deliverySchedule = deliverySchedule
         self.workerInterval = workerInterval
+        self.gatewayTimeout = gatewayTimeout
     }
 }
 
@@ -110,7 +114,7 @@ public func buildApplication(
     if settings.runWorkers {
         services.append(Janitor(
             database: database, payments: payments, schedule: settings.checkSchedule, interval: settings.workerInterval,
-            logger: logger))
+            gatewayTimeout: settings.gatewayTimeout, logger: logger))
         services.append(OutboxWorker(
             database: database, http: dependencies.http, secrets: dependencies.notificationSecrets,
             schedule: settings.deliverySchedule, interval: settings.workerInterval, logger: logger))

@@ -12,6 +12,8 @@ public struct NotificationRecord: Sendable, Hashable {
     public var payload: [UInt8]
     public var status: String
     public var attempts: Int
+    /// Attempts made before the current retry schedule began: 0, or the count at the last replay.
+    public var scheduleStart: Int
     public var nextAttemptAt: Date?
     public var lastHTTPStatus: Int?
     public var lastError: String?
@@ -32,7 +34,7 @@ public struct NotificationAttempt: Sendable, Hashable {
 public enum OutboxStore {
     static let columns: PostgresQuery = """
         n.id, n.agency_id, n.dossier_id, n.event, n.message_id, n.payload, n.status, n.attempts, n.next_attempt_at,
-        n.last_http_status, n.last_error, n.created_at, n.delivered_at
+        n.last_http_status, n.last_error, n.created_at, n.delivered_at, n.schedule_start
         """
 
     static func decode(_ row: PostgresRow) throws -> NotificationRecord {
@@ -41,7 +43,7 @@ public enum OutboxStore {
             dossierID: try row.decode(column: 2, as: Int64.self), event: try row.decode(column: 3, as: String.self),
             messageID: try row.decode(column: 4, as: String.self), payload: try row.decode(column: 5, as: [UInt8].self),
             status: try row.decode(column: 6, as: String.self), attempts: Int(try row.decode(column: 7, as: Int16.self)),
-            nextAttemptAt: try row.decode(column: 8, as: Date?.self),
+            scheduleStart: Int(try row.decode(column: 13, as: Int16.self)), nextAttemptAt: try row.decode(column: 8, as: Date?.self),
             lastHTTPStatus: try row.decode(column: 9, as: Int16?.self).map(Int.init),
             lastError: try row.decode(column: 10, as: String?.self), createdAt: try row.decode(column: 11, as: Date.self),
             deliveredAt: try row.decode(column: 12, as: Date?.self))
@@ -103,29 +105,45 @@ public enum OutboxStore {
             UPDATE outbox_notifications n SET next_attempt_at = now() + \(leaseMilliseconds) * interval '1 millisecond'
             FROM due, agencies a WHERE n.id = due.id AND a.id = n.agency_id
             RETURNING \(fragment: columns), a.notify_url
-            """).map { row in (try decode(row), try row.decode(column: 13, as: String?.self)) }
+            """).map { row in (try decode(row), try row.decode(column: 14, as: String?.self)) }
     }
 
     /// Records an attempt and what follows it: delivered, retried after `retryAfter`, or failed.
+    /// The attempt is numbered after those already recorded (under the row's lock), so two
+    /// deliveries that overlapped — a lease outlived, say — are both recorded, and a notification
+    /// once delivered stays delivered whatever is recorded after it. Returns the attempt's number.
+    @discardableResult
     public static func recordAttempt(
-        id: Int64, attempt: Int, startedAt: Date, duration: Duration, httpStatus: Int?, error: String?,
+        id: Int64, startedAt: Date, duration: Duration, httpStatus: Int?, error: String?,
         delivered: Bool, retryAfter: Duration?, on db: PostgresConnection
-    ) async throws {
+    ) async throws -> Int {
         let milliseconds = Int32(clamping: duration.wholeMilliseconds)
-        try await db.execute("""
-            INSERT INTO outbox_attempts (notification_id, attempt, started_at, duration_ms, http_status, error)
-            VALUES (\(id), \(Int16(clamping: attempt)), \(startedAt), \(milliseconds), \(httpStatus.map { Int16(clamping: $0) }), \(error))
-            """)
         let retry = retryAfter?.wholeMilliseconds
-        let status = delivered ? "delivered" : (retry == nil ? "failed" : "pending")
-        try await db.execute("""
-            UPDATE outbox_notifications SET
-                attempts = \(Int16(clamping: attempt)), status = \(status),
-                last_http_status = \(httpStatus.map { Int16(clamping: $0) }), last_error = \(error),
-                delivered_at = CASE WHEN \(delivered) THEN now() END,
-                next_attempt_at = CASE WHEN \(retry)::bigint IS NULL THEN NULL ELSE now() + \(retry) * interval '1 millisecond' END
-            WHERE id = \(id)
+        let status: Int16? = httpStatus.map { Int16(clamping: $0) }
+        let rows = try await db.query("""
+            WITH n AS (SELECT id, (attempts + 1)::smallint AS attempt FROM outbox_notifications WHERE id = \(id) FOR UPDATE),
+            a AS (
+                INSERT INTO outbox_attempts (notification_id, attempt, started_at, duration_ms, http_status, error)
+                SELECT n.id, n.attempt, \(startedAt), \(milliseconds), \(status), \(error) FROM n
+            )
+            UPDATE outbox_notifications o SET
+                attempts = n.attempt,
+                status = CASE WHEN o.status = 'delivered' OR \(delivered) THEN 'delivered'
+                              WHEN \(retry)::bigint IS NULL THEN 'failed' ELSE 'pending' END,
+                last_http_status = CASE WHEN o.status = 'delivered' THEN o.last_http_status ELSE \(status) END,
+                last_error = CASE WHEN o.status = 'delivered' THEN o.last_error ELSE \(error) END,
+                delivered_at = CASE WHEN o.status = 'delivered' THEN o.delivered_at WHEN \(delivered) THEN now() END,
+                next_attempt_at = CASE WHEN o.status = 'delivered' OR \(delivered) OR \(retry)::bigint IS NULL THEN NULL
+                                       ELSE now() + \(retry) * interval '1 millisecond' END
+            FROM n WHERE o.id = n.id
+            RETURNING n.attempt
             """)
+        guard let row = rows.first else { throw NoSuchNotification(id: id) }
+        return Int(try row.decode(Int16.self))
+    }
+
+    public struct NoSuchNotification: Error {
+        public var id: Int64
     }
 
     /// Notifications of the given agencies, newest first, optionally of one status.
@@ -152,12 +170,13 @@ public enum OutboxStore {
         }
     }
 
-    /// Puts a failed (or still pending) notification back in line for delivery now. Returns
-    /// false if it is not one of `agencyIDs`' or was already delivered.
+    /// Puts a failed notification back in line for delivery now, with the whole retry schedule
+    /// ahead of it again. Returns false if it is not one of `agencyIDs'` or is not failed (a
+    /// pending one is still being retried on its schedule; a delivered one is done).
     public static func replay(id: Int64, agencyIDs: [Int64], on db: PostgresConnection) async throws -> Bool {
         try await db.execute("""
-            UPDATE outbox_notifications SET status = 'pending', next_attempt_at = now()
-            WHERE id = \(id) AND agency_id = ANY(\(agencyIDs)) AND status IN ('failed', 'pending')
+            UPDATE outbox_notifications SET status = 'pending', next_attempt_at = now(), schedule_start = attempts
+            WHERE id = \(id) AND agency_id = ANY(\(agencyIDs)) AND status = 'failed'
             """) == 1
     }
 }

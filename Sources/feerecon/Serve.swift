@@ -46,10 +46,21 @@ struct Serve: AsyncParsableCommand {
             publicURL: publicURL, gatewayURL: gatewayURL)
 
         let database = PostgresClient(configuration: settings.database, logger: logger)
+        // Two clients: the gateway's trusts its configured CA and presents its client
+        // certificate; the one that delivers notifications to the agencies' one-stop systems
+        // uses the system trust store and presents nothing.
         let http: CurlHTTPClient
+        let notificationHTTP: CurlHTTPClient
         do {
             http = try CurlHTTPClient(configuration: settings.http, logger: logger)
         } catch {
+            await database.shutdown()
+            throw error
+        }
+        do {
+            notificationHTTP = try CurlHTTPClient(configuration: settings.notificationHTTP, logger: logger)
+        } catch {
+            await http.shutdown()
             await database.shutdown()
             throw error
         }
@@ -64,7 +75,7 @@ struct Serve: AsyncParsableCommand {
             let dependencies = AppDependencies(
                 database: database,
                 gateway: PortalGatewayClient(configuration: portal, http: http, logger: logger),
-                notifications: PortalNotifications(partners: settings.partners), http: http,
+                notifications: PortalNotifications(partners: settings.partners), http: notificationHTTP,
                 notificationSecrets: settings.notificationSecrets)
             let seeded: DemoData.Seeded?
             if demo, let partner = settings.partners.keys.sorted(by: { $0.rawValue < $1.rawValue }).first {
@@ -79,7 +90,7 @@ struct Serve: AsyncParsableCommand {
                 endpoints: PublicEndpoints(baseURL: settings.publicURL, callbackURL: settings.callbackURL),
                 paymentWindow: settings.paymentWindow, demo: demo, callbackBatchSize: settings.callbackBatchSize,
                 callbackConcurrency: settings.callbackConcurrency, runWorkers: settings.runWorkers,
-                checkSchedule: settings.checkSchedule)
+                checkSchedule: settings.checkSchedule, gatewayTimeout: settings.gatewayTimeout)
             let publicURL = settings.publicURL
             let app = try await buildApplication(settings: appSettings, dependencies: dependencies, logger: logger) { port in
                 print("FeeRecon is listening on \(settings.host):\(port)")
@@ -98,10 +109,12 @@ struct Serve: AsyncParsableCommand {
                 configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch {
+            await notificationHTTP.shutdown()
             await http.shutdown()
             await database.shutdown()
             throw error
         }
+        await notificationHTTP.shutdown()
         await http.shutdown()
         await database.shutdown()
     }
@@ -119,7 +132,11 @@ struct ServiceEnvironment {
     var gatewayURL: String
     var gatewayTimeout: Duration
     var partners: [PartnerCode: [WebhookSecret]]
+    /// The gateway's client: its timeout, CA bundle and client certificate.
     var http: CurlHTTPClient.Configuration
+    /// The client for notifications to the one-stop systems: system trust store, no client
+    /// certificate (each delivery sets its own timeout).
+    var notificationHTTP: CurlHTTPClient.Configuration
     var paymentWindow: Duration?
     var notificationSecrets: [WebhookSecret]
     var checkSchedule: CheckSchedule
@@ -192,6 +209,9 @@ struct ServiceEnvironment {
                 certificateFile: cert, privateKeyFile: key, privateKeyPassword: try Self.secret("FEERECON_GATEWAY_CLIENT_KEY_PASSWORD", env))
         }
         self.http = http
+        var notificationHTTP = CurlHTTPClient.Configuration()
+        notificationHTTP.connectTimeout = .seconds(5)
+        self.notificationHTTP = notificationHTTP
         let defaults = AppSettings(endpoints: PublicEndpoints(baseURL: self.publicURL))
         callbackBatchSize = defaults.callbackBatchSize
         callbackConcurrency = defaults.callbackConcurrency

@@ -78,13 +78,22 @@ import Testing
             let detail = try service.json(try await service.request(.get, "/v1/notifications/\(id)", apiKey: key))
             #expect((detail["attemptLog"] as? [[String: Any]])?.count == 3)
 
+            // A replay gets the whole schedule again: one attempt and two retries, then failed.
+            #expect(try await service.request(.post, "/v1/notifications/\(id)/replay", apiKey: key).status == 202)
+            try await poll(until: {
+                try await service.db.query("SELECT attempts FROM outbox_notifications WHERE status = 'failed'").first?.decode(Int16.self) == 6
+            }, deadline: .seconds(20), "replayed notification failed again after its schedule")
+            #expect(receiver.received.value.count == 6)
+
             receiver.status.withLock { $0 = 204 }
             let replay = try await service.request(.post, "/v1/notifications/\(id)/replay", apiKey: key)
             #expect(replay.status == 202)
             try await poll(until: {
                 try await service.db.query("SELECT count(*) FROM outbox_notifications WHERE status = 'delivered'")[0].decode(Int64.self) == 1
             }, deadline: .seconds(20), "replayed notification delivered")
-            #expect(receiver.received.value.count == 4)
+            #expect(receiver.received.value.count == 7)
+            let numbers = try await service.db.query("SELECT attempt FROM outbox_attempts ORDER BY attempt").map { Int(try $0.decode(Int16.self)) }
+            #expect(numbers == Array(1...7))
             #expect(try await service.request(.post, "/v1/notifications/\(id)/replay", apiKey: key).status == 409)
             let otherKey = try await service.setUpAgencies(keyFor: [Fixtures.otherAgency])
             #expect(try await service.request(.get, "/v1/notifications/\(id)", apiKey: otherKey).status == 404)

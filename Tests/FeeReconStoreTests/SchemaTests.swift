@@ -20,7 +20,7 @@ import Testing
         let notification = try await fixture.notification(dossierID: dossier)
         try await fixture.client.withTransaction { db in
             try await OutboxStore.recordAttempt(
-                id: notification, attempt: 1, startedAt: Date(), duration: .milliseconds(12), httpStatus: 500, error: "HTTP 500",
+                id: notification, startedAt: Date(), duration: .milliseconds(12), httpStatus: 500, error: "HTTP 500",
                 delivered: false, retryAfter: .seconds(60), on: db)
         }
         try await fixture.audit()

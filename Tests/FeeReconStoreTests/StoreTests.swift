@@ -166,6 +166,52 @@ import Testing
         }
     }
 
+    /// Two payments of one dossier succeed in concurrent transactions: the one that waited for
+    /// the dossier's lock must count the other's payment once it is committed, so the dossier
+    /// ends overpaid with both, not paid with one.
+    @Test func concurrentSuccessesForOneDossierAreBothCounted() async throws {
+        try await withFixture { fixture in
+            let dossierID = try await fixture.dossier()
+            let first = try await fixture.move(try await fixture.intent(dossierID: dossierID), to: .pending, by: .gatewayAccepted)
+            let expired = try await fixture.move(first, to: .expired, by: .paymentExpired)
+            let second = try await fixture.move(try await fixture.intent(dossierID: dossierID), to: .pending, by: .gatewayAccepted)
+
+            let (ready, readied) = AsyncStream<Void>.makeStream()
+            let (release, released) = AsyncStream<Void>.makeStream()
+            // The late success of the first, committed only once the second is waiting for the lock.
+            let holder = Task {
+                try await fixture.client.withTransaction { db in
+                    _ = try await IntentStore.transition(expired, to: .succeeded, event: .lateSuccessAfterExpiry, source: .callback, on: db)
+                    let coverage = try await DossierStore.recomputePaid(dossierID: dossierID, on: db)
+                    readied.yield()
+                    for await _ in release { break }
+                    return coverage
+                }
+            }
+            for await _ in ready { break }
+            let waiter = Task {
+                try await fixture.client.withTransaction { db in
+                    _ = try await IntentStore.transition(second, to: .succeeded, event: .paymentSucceeded, source: .callback, on: db)
+                    return try await DossierStore.recomputePaid(dossierIDs: [dossierID], on: db)[dossierID]
+                }
+            }
+            try await poll(until: {
+                try await fixture.client.query("""
+                    SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+                    """)[0].decode(Int64.self) == 1
+            }, deadline: .seconds(20), "the second transaction waits for the dossier's lock")
+            released.yield()
+            released.finish()
+            let held = try await holder.value
+            #expect(held.before == .awaitingPayment && held.status == .paid && held.paid == Money(dong: 150_000))
+            let waited = try #require(try await waiter.value)
+            #expect(waited.before == .paid && waited.status == .overpaid && waited.paid == Money(dong: 300_000))
+            let stored = try await fixture.client.query("SELECT status, amount_paid FROM dossiers WHERE id = \(dossierID)")[0]
+                .decode((String, Int64).self)
+            #expect(stored.0 == "overpaid" && stored.1 == 300_000)
+        }
+    }
+
     @Test func racingTransitionsLetExactlyOneWin() async throws {
         try await withFixture { fixture in
             let intent = try await fixture.move(
@@ -279,10 +325,10 @@ import Testing
             let failed = try await fixture.notification(dossierID: dossierID)
             try await fixture.client.withTransaction { db in
                 try await OutboxStore.recordAttempt(
-                    id: delivered, attempt: 1, startedAt: Date(), duration: .milliseconds(5), httpStatus: 200, error: nil,
+                    id: delivered, startedAt: Date(), duration: .milliseconds(5), httpStatus: 200, error: nil,
                     delivered: true, retryAfter: nil, on: db)
                 try await OutboxStore.recordAttempt(
-                    id: failed, attempt: 1, startedAt: Date(), duration: .milliseconds(5), httpStatus: 500, error: "HTTP 500",
+                    id: failed, startedAt: Date(), duration: .milliseconds(5), httpStatus: 500, error: "HTTP 500",
                     delivered: false, retryAfter: nil, on: db)
             }
             try await fixture.client.withConnection { db in
@@ -327,6 +373,48 @@ import Testing
         }
     }
 
+    /// Two deliveries of one notification that overlapped (a lease outlived) are both recorded,
+    /// numbered in the order they are recorded, and a success is not undone by the failure
+    /// recorded after it. Only a failed notification is replayed, with its schedule begun again.
+    @Test func overlappingAttemptsAreAllRecordedAndASuccessSticks() async throws {
+        try await withFixture { fixture in
+            let id = try await fixture.notification(dossierID: try await fixture.dossier())
+            func record(_ status: Int, delivered: Bool, retry: Duration?) async throws -> Int {
+                try await fixture.client.withTransaction { db in
+                    try await OutboxStore.recordAttempt(
+                        id: id, startedAt: Date(), duration: .milliseconds(4), httpStatus: status, error: delivered ? nil : "HTTP \(status)",
+                        delivered: delivered, retryAfter: retry, on: db)
+                }
+            }
+            func stored() async throws -> NotificationRecord {
+                try #require(try await fixture.client.withConnection { db in try await OutboxStore.notification(id: id, on: db) })
+            }
+            let agencies = [fixture.agencyID]
+            #expect(try await record(500, delivered: false, retry: .seconds(60)) == 1)
+            // Pending on its schedule: not replayed.
+            #expect(try await fixture.client.withConnection { db in try await OutboxStore.replay(id: id, agencyIDs: agencies, on: db) } == false)
+            #expect(try await record(200, delivered: true, retry: nil) == 2)
+            #expect(try await record(503, delivered: false, retry: nil) == 3)
+            let after = try await stored()
+            #expect(after.status == "delivered" && after.deliveredAt != nil && after.nextAttemptAt == nil)
+            #expect(after.attempts == 3 && after.lastHTTPStatus == 200 && after.lastError == nil)
+            let attempts = try await fixture.client.withConnection { db in try await OutboxStore.attempts(notificationID: id, on: db) }
+            #expect(attempts.map(\.attempt) == [1, 2, 3] && attempts.map(\.httpStatus) == [500, 200, 503])
+            #expect(try await fixture.client.withConnection { db in try await OutboxStore.replay(id: id, agencyIDs: agencies, on: db) } == false)
+
+            let other = try await fixture.notification(dossierID: try await fixture.dossier())
+            _ = try await fixture.client.withTransaction { db in
+                try await OutboxStore.recordAttempt(
+                    id: other, startedAt: Date(), duration: .milliseconds(4), httpStatus: 500, error: "HTTP 500",
+                    delivered: false, retryAfter: nil, on: db)
+            }
+            #expect(try await fixture.client.withConnection { db in try await OutboxStore.replay(id: other, agencyIDs: [fixture.agencyID + 1_000], on: db) } == false)
+            #expect(try await fixture.client.withConnection { db in try await OutboxStore.replay(id: other, agencyIDs: agencies, on: db) })
+            let replayed = try #require(try await fixture.client.withConnection { db in try await OutboxStore.notification(id: other, on: db) })
+            #expect(replayed.status == "pending" && replayed.attempts == 1 && replayed.scheduleStart == 1 && replayed.nextAttemptAt != nil)
+        }
+    }
+
     /// A retry scheduled 1.5 s out is 1.5 s out, and a lease of 1.5 s is 1.5 s.
     @Test func subSecondDelaysAreKept() async throws {
         try await withFixture { fixture in
@@ -336,7 +424,7 @@ import Testing
                 let lease = try await db.query(
                     "SELECT extract(epoch FROM next_attempt_at - now())::text FROM outbox_notifications WHERE id = \(id)")[0].decode(String.self)
                 try await OutboxStore.recordAttempt(
-                    id: id, attempt: 1, startedAt: Date(), duration: .milliseconds(3), httpStatus: 503, error: "HTTP 503",
+                    id: id, startedAt: Date(), duration: .milliseconds(3), httpStatus: 503, error: "HTTP 503",
                     delivered: false, retryAfter: .milliseconds(1_500), on: db)
                 let retry = try await db.query(
                     "SELECT extract(epoch FROM next_attempt_at - now())::text FROM outbox_notifications WHERE id = \(id)")[0].decode(String.self)

@@ -97,6 +97,10 @@ struct NotificationAPIController {
         guard record.status != "delivered" else {
             throw AppError(.conflict, "notification \(record.id) was already delivered")
         }
+        // A pending one is still on its retry schedule, and may be in delivery right now.
+        guard record.status == "failed" else {
+            throw AppError(.conflict, "notification \(record.id) is still being retried; only a failed notification is replayed")
+        }
         let replayed = try await database.withTransaction { db in
             let done = try await OutboxStore.replay(id: record.id, agencyIDs: Array(context.client.agencyIDs), on: db)
             if done {

@@ -30,18 +30,33 @@ public struct Janitor: Service {
     let schedule: CheckSchedule
     let interval: Duration
     let batchSize: Int
+    /// How long the intents of one claim stay this replica's: enough for every check of the claim
+    /// to run at the gateway's timeout, so no other replica takes one up while it is in flight.
+    let lease: Duration
     let logger: Logger
+
+    /// Checks run this many at a time.
+    static let concurrency = 8
 
     public init(
         database: PostgresClient, payments: PaymentService, schedule: CheckSchedule, interval: Duration = .seconds(1),
-        batchSize: Int = 32, logger: Logger
+        batchSize: Int = 32, gatewayTimeout: Duration = .seconds(10), logger: Logger
     ) {
         self.database = database
         self.payments = payments
         self.schedule = schedule
         self.interval = interval
         self.batchSize = batchSize
+        self.lease = Self.lease(batchSize: batchSize, gatewayTimeout: gatewayTimeout)
         self.logger = logger
+    }
+
+    /// A claim runs in rounds of `concurrency` checks; a check makes at most two gateway calls
+    /// (the query, then the create sent again), each bounded by the timeout; then a margin for
+    /// the database. Never less than two minutes.
+    static func lease(batchSize: Int, gatewayTimeout: Duration) -> Duration {
+        let rounds = (max(batchSize, 1) + concurrency - 1) / concurrency
+        return max(.seconds(120), gatewayTimeout * (2 * rounds) + .seconds(60))
     }
 
     public func run() async throws {
@@ -71,12 +86,12 @@ public struct Janitor: Service {
     @discardableResult
     public func runOnce() async throws -> Int {
         let claimed = try await database.withTransaction { db in
-            try await IntentStore.claimDueChecks(limit: batchSize, lease: .seconds(120), on: db)
+            try await IntentStore.claimDueChecks(limit: batchSize, lease: lease, on: db)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for item in claimed {
-                if running >= 8 {
+                if running >= Self.concurrency {
                     try await group.next()
                     running -= 1
                 }
@@ -183,6 +198,8 @@ public struct OutboxWorker: Service {
 
     private func deliver(_ notification: NotificationRecord, to url: String?) async {
         let attempt = notification.attempts + 1
+        // The delay after this attempt, counted in the schedule begun at creation or the last replay.
+        let inSchedule = attempt - notification.scheduleStart
         let started = Date()
         let clock = ContinuousClock()
         let start = clock.now
@@ -205,11 +222,11 @@ public struct OutboxWorker: Service {
             failure = url == nil ? "the agency has no notification URL" : "no notification secret is configured"
         }
         let delivered = failure == nil
-        let retry: Duration? = delivered ? nil : (attempt <= schedule.delays.count ? schedule.delays[attempt - 1] : nil)
+        let retry: Duration? = delivered ? nil : (inSchedule <= schedule.delays.count ? schedule.delays[inSchedule - 1] : nil)
         do {
             try await database.withTransaction { db in
                 try await OutboxStore.recordAttempt(
-                    id: notification.id, attempt: attempt, startedAt: started, duration: clock.now - start, httpStatus: status,
+                    id: notification.id, startedAt: started, duration: clock.now - start, httpStatus: status,
                     error: failure, delivered: delivered, retryAfter: retry, on: db)
             }
         } catch {

@@ -155,7 +155,29 @@ import Testing
                 .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "a")],
                 body: Array(#"{"payerIp":"not an ip"}"#.utf8), apiKey: key)
             #expect(badIP.status == 400)
+            // An address followed by a NUL and more text is not an address.
+            let nul = try await service.request(
+                .post, "/v1/dossiers/\(code)/payment-intents", headers: [("Idempotency-Key", "b")],
+                body: Array(#"{"payerIp":"203.0.113.7\u0000 not an address"}"#.utf8), apiKey: key)
+            #expect(nul.status == 400)
             #expect(try await service.tableCounts() == before)
+        }
+    }
+
+    /// Several first PUTs of one code at once: one creates it, the others find it (200), none fails.
+    @Test func concurrentFirstPutsCreateOnce() async throws {
+        try await withRunningService { service in
+            let key = try await service.setUpAgencies()
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        try await service.request(.put, "/v1/dossiers/\(code)", body: Fixtures.dossierBody(), apiKey: key).status
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.sorted() == [200, 200, 200, 201])
+            #expect(try await service.db.query("SELECT count(*) FROM dossiers")[0].decode(Int64.self) == 1)
         }
     }
 

@@ -118,6 +118,9 @@ struct DossierAPIController {
     }
 
     static func isIPAddress(_ text: String) -> Bool {
+        // inet_pton reads a C string: it would stop at a NUL and accept what comes before it.
+        // 45 bytes is the longest textual IPv6 address (with an embedded IPv4 one).
+        guard (1...45).contains(text.utf8.count), !text.utf8.contains(0) else { return false }
         var v4 = in_addr()
         var v6 = in6_addr()
         return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1

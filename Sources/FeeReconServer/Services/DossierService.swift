@@ -33,7 +33,20 @@ public struct DossierService: Sendable {
         } catch {
             throw AppError(error)
         }
-        return try await database.withTransaction { db in
+        // The first PUT of a code has no row to lock: two at once both insert, and the second
+        // insert fails on the code's unique key. That one runs again, finds the row committed by
+        // the first, and takes the update path like any later PUT.
+        do {
+            return try await upsertOnce(code: code, details: details, total: total, client: client, requestID: requestID)
+        } catch let error as PostgresError where error.isUniqueViolation && error.constraintName == "dossiers_code_key" {
+            return try await upsertOnce(code: code, details: details, total: total, client: client, requestID: requestID)
+        }
+    }
+
+    private func upsertOnce(
+        code: DossierCode, details: DossierDetails, total: Money, client: APIClient, requestID: String
+    ) async throws -> Upserted {
+        try await database.withTransaction { db in
             guard let agency = try await DossierStore.agency(code: code.agency, on: db) else {
                 throw AppError(.validationFailed, "code: agency \(code.agency) is not registered with this service", field: "code")
             }

@@ -195,10 +195,12 @@ public struct PortalGatewayClient: PaymentGateway {
         _ method: HTTPMethod, path: String, partner: PartnerCode, body: [UInt8], messageID: String? = nil,
         timeout: Duration? = nil
     ) async throws(GatewayError) -> Exchange {
-        guard let secrets = configuration.partners[partner], let current = secrets.first else {
+        guard let secrets = configuration.partners[partner], !secrets.isEmpty else {
             throw GatewayError(.invalidRequest, "no secret configured for partner \(partner.rawValue)")
         }
-        let signer = WebhookSigner(secret: current, clock: clock)
+        // One signature per configured key: during a rotation the gateway verifies the request
+        // whichever key it holds.
+        let signer = WebhookSigner(secrets: secrets, clock: clock)
         let signed = messageID.map { signer.headers(for: body, id: $0) } ?? signer.headers(for: body)
         var headers = HTTPHeaders()
         for field in signed.fields { headers.add(name: field.name, value: field.value) }

@@ -205,7 +205,7 @@ import Testing
             #expect(await GatewayError.kind { try await old.query(reference: request.reference, partner: request.partner) }
                 == .badReplySignature)
 
-            // With both keys the adapter verifies the reply (any key) and still signs with the old one.
+            // With both keys the adapter verifies the reply (any key) and signs with both.
             let rotated = sandbox.adapter(secrets: [Keys.partner, Keys.next])
             guard case .accepted(let transaction, _, _) = try await rotated.create(encoded: encoded, partner: request.partner) else {
                 Issue.record("not accepted after rotation")
@@ -217,6 +217,20 @@ import Testing
             // Signing with the new key works as well.
             let moved = sandbox.adapter(secrets: [Keys.next])
             #expect(try await moved.query(reference: request.reference, partner: request.partner).status == .known(.pending))
+        }
+    }
+
+    /// The gateway has finished its rotation and holds only the new key, while the service still
+    /// holds both: its requests carry a signature by each key, so they are accepted.
+    @Test func requestsAreSignedWithEveryKeyDuringARotation() async throws {
+        try await withSandbox(sandboxKeys: [Keys.next]) { sandbox in
+            let rotating = sandbox.adapter(secrets: [Keys.partner, Keys.next])
+            let request = Requests.payment()
+            guard case .accepted = try await rotating.create(encoded: try rotating.encodeCreate(request), partner: request.partner) else {
+                Issue.record("a request signed with both keys was not accepted")
+                return
+            }
+            #expect(try await rotating.query(reference: request.reference, partner: request.partner).status == .known(.pending))
         }
     }
 }

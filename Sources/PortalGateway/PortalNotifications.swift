@@ -14,6 +14,12 @@ public struct PortalNotifications: Sendable {
         self.clock = clock
     }
 
+    /// The partner a message's `x-partner-code` names, if it is one of those configured.
+    public func configuredPartner(_ code: String?) -> PartnerCode? {
+        guard let code, let partner = PartnerCode(rawValue: code), partners[partner]?.isEmpty == false else { return nil }
+        return partner
+    }
+
     /// A message whose signature checked out.
     public struct Verified: Sendable {
         public var partner: PartnerCode
@@ -38,7 +44,9 @@ public struct PortalNotifications: Sendable {
             let verified = try WebhookVerifier(secrets: secrets, clock: clock).verify(headers: header, body: body)
             return .success(Verified(partner: partner, messageID: verified.id))
         } catch {
-            return .failure(Rejection(partner: StandardWebhooks.isValidMessageID(header("webhook-id") ?? "") ? partner : nil, reason: error.code))
+            // The partner is configured, so the refusal is signed for it: the reply carries a
+            // fresh id of its own, whatever the message's was.
+            return .failure(Rejection(partner: partner, reason: error.code))
         }
     }
 
@@ -55,12 +63,14 @@ public struct PortalNotifications: Sendable {
         do {
             try StrictJSON.validate(body)
         } catch {
+            if Self.namesAnotherPartner(body, partner) { return .partnerMismatch }
             return .malformed(reason: error.reason, messageType: "unparsed", reference: nil)
         }
         let wire: WireCallback
         do {
             wire = try WireCallback.decodeFlat(body) ?? JSONDecoder().decode(WireCallback.self, from: Data(body))
         } catch {
+            if Self.namesAnotherPartner(body, partner) { return .partnerMismatch }
             return .malformed(reason: "a required field is missing or has the wrong type", messageType: "unparsed", reference: nil)
         }
         // Stored with the message, so always within the columns' domains: a type of 1–8
@@ -119,6 +129,16 @@ public struct PortalNotifications: Sendable {
         default:
             return malformed("LoaiBanTin must be KETQUA or HOANTIEN")
         }
+    }
+
+    /// Whether a body that is not a valid message still is a JSON object whose `MaDoiTac` is not
+    /// the verified partner's (of another value or type): the partner check comes first whatever
+    /// else is wrong, so such a body is a 97 (never remembered), not a final 03.
+    static func namesAnotherPartner(_ body: [UInt8], _ partner: PartnerCode) -> Bool {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any],
+              let bodyPartner = object["MaDoiTac"]
+        else { return false }
+        return (bodyPartner as? String) != partner.rawValue
     }
 
     /// A reply ready to send and to store for replay.

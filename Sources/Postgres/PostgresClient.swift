@@ -108,6 +108,11 @@ public final class PostgresClient: Sendable {
                 // BEGIN travels with the first statement: that exchange failing is the same case.
                 reconnects += 1
                 logger.info("postgres BEGIN found the connection dead; retrying on a new one")
+            } catch let error as PostgresError where error.staleBeforeTransaction && reconnects < 1 {
+                // The schema changed under a cached statement (a migration by another instance):
+                // nothing ran, and the next attempt prepares the statement again.
+                reconnects += 1
+                logger.info("postgres cached statement no longer fits the schema; transaction run again")
             } catch let error as PostgresError where error.isTransient && attempt < policy.maximumAttempts {
                 let delay = Self.backoff(attempt: attempt, policy: policy)
                 logger.debug(

@@ -22,8 +22,9 @@ extension Date: PostgresEncodable, PostgresDecodable {
         buffer.appendBigEndian(postgresMicroseconds)
     }
 
-    /// ISO 8601 in UTC with microseconds, which every `DateStyle` parses the same way.
-    public func encodeText(into buffer: inout [UInt8]) {
+    /// ISO 8601 in UTC with microseconds, which every `DateStyle` parses the same way. Years
+    /// 1–9999 only (four digits, no era); others are refused, as the binary format need not.
+    public func encodeText(into buffer: inout [UInt8]) throws {
         let unixMicros = postgresMicroseconds + 946_684_800_000_000
         var days = unixMicros / 86_400_000_000
         var micros = unixMicros % 86_400_000_000
@@ -32,6 +33,9 @@ extension Date: PostgresEncodable, PostgresDecodable {
             days -= 1
         }
         let (year, month, day) = Self.civil(fromDays: days)
+        guard (1...9999).contains(year) else {
+            throw PostgresError.encodingFailed(reason: "a timestamp outside the years 1–9999 in text format")
+        }
         func pad(_ value: Int64, _ width: Int) {
             let digits = String(value)
             for _ in digits.utf8.count..<width { buffer.append(UInt8(ascii: "0")) }

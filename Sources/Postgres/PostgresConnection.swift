@@ -274,9 +274,11 @@ public actor PostgresConnection {
         }
         guard sent == 1 else {
             // Usually the server rejected the data and ended the COPY; its error is the useful one.
+            // libpq's message is read first: draining may find the connection gone and free it.
             copyInProgress = false
+            let message = String(cString: PQerrorMessage(handle))
             _ = try drainCopyResults(handle)
-            throw lostConnection(handle)
+            throw lostConnection(handle, message: message)
         }
     }
 
@@ -285,8 +287,9 @@ public actor PostgresConnection {
         guard copyInProgress else { return 0 }
         copyInProgress = false
         guard PQputCopyEnd(handle, failure) == 1 else {
+            let message = String(cString: PQerrorMessage(handle))
             _ = try drainCopyResults(handle)
-            throw lostConnection(handle)
+            throw lostConnection(handle, message: message)
         }
         return try drainCopyResults(handle)
     }
@@ -296,7 +299,8 @@ public actor PostgresConnection {
         var firstError: PostgresError?
         var copied = 0
         // A COPY yields one result, then NULL; the bound only guards against a confused peer.
-        for _ in 0..<16 {
+        // `serverError` frees the connection when it finds it lost: nothing touches `handle` after.
+        for _ in 0..<16 where isCurrent(handle) {
             guard let raw = PQgetResult(handle) else { break }
             let result = PostgresResult(raw)
             switch PQresultStatus(raw) {
@@ -308,7 +312,7 @@ public actor PostgresConnection {
                 if firstError == nil { firstError = serverError(result, handle) }
             }
         }
-        if PQstatus(handle) == CONNECTION_BAD { markBroken(handle) }
+        if isCurrent(handle), PQstatus(handle) == CONNECTION_BAD { markBroken(handle) }
         if let firstError { throw firstError }
         return copied
     }
@@ -464,10 +468,18 @@ public actor PostgresConnection {
         logger.info("\(reason)")
     }
 
-    private func lostConnection(_ handle: OpaquePointer) -> PostgresError {
-        let message = String(cString: PQerrorMessage(handle))
+    /// The connection's error as a lost connection, and the connection closed. `message`, when
+    /// given, was read from libpq before something else could have freed `handle`.
+    private func lostConnection(_ handle: OpaquePointer, message: String? = nil) -> PostgresError {
+        let text = message ?? (isCurrent(handle) ? String(cString: PQerrorMessage(handle)) : "postgres connection lost")
         markBroken(handle)
-        return PostgresError(.connectionLost, message: message)
+        return PostgresError(.connectionLost, message: text)
+    }
+
+    /// Whether `handle` is still this connection's (not freed by `markBroken`).
+    private func isCurrent(_ handle: OpaquePointer) -> Bool {
+        guard case .connected(let current) = state else { return false }
+        return current == handle
     }
 
     private func run(_ query: PostgresQuery, logger: Logger) throws(PostgresError) -> PostgresResult {
@@ -617,8 +629,11 @@ public actor PostgresConnection {
         do {
             return try check(firsts[expected - 1], handle)
         } catch {
-            if Self.isStalePreparedStatement(error) { statements.remove(sql: query.sql, types: query.bindings.types) }
-            throw error
+            guard Self.isStalePreparedStatement(error) else { throw error }
+            statements.remove(sql: query.sql, types: query.bindings.types)
+            var stale = error
+            stale.staleBeforeTransaction = newName == nil
+            throw stale
         }
     }
 

@@ -125,6 +125,12 @@ public struct PostgresError: Error, Sendable {
         error.lostBeforeTransaction = isConnectionError
         return error
     }
+
+    /// The transaction's first statement (sent with its `BEGIN`) was a cached prepared statement
+    /// that no longer fits the schema: nothing else ran, its cache entry is gone, and running the
+    /// transaction again prepares it afresh.
+    var staleBeforeTransaction = false
+
 }
 
 extension PostgresError: CustomStringConvertible, CustomDebugStringConvertible {

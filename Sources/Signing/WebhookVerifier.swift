@@ -106,19 +106,21 @@ public struct WebhookVerifier: Sendable {
         return value
     }
 
-    /// The decoded `v1` MACs of a signature header; throws if any entry of any version is malformed.
+    /// The decoded `v1` MACs of a signature header. Throws for a malformed header: an empty
+    /// entry (doubled or stray spaces), an entry without a comma or version, a `v1` value that is
+    /// empty or not base64. Entries of other versions are ignored whatever they hold, and a `v1`
+    /// value that is base64 of another length than a MAC is left out (it matches no key, and
+    /// another entry may), as independent implementations do.
     static func parseSignatures(_ header: String) throws(WebhookVerificationError) -> [[UInt8]] {
         var result: [[UInt8]] = []
         for entry in header.utf8.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false) {
             guard let comma = entry.firstIndex(of: UInt8(ascii: ",")) else { throw .malformedSignature }
             let version = entry[entry.startIndex..<comma]
             let value = entry[entry.index(after: comma)...]
-            guard !version.isEmpty, !value.isEmpty else { throw .malformedSignature }
+            guard !version.isEmpty else { throw .malformedSignature }
             guard version.elementsEqual("v1".utf8) else { continue }
-            guard let mac = Base64.decode(Substring(value)), mac.count == HMACSHA256.byteCount else {
-                throw .malformedSignature
-            }
-            result.append(mac)
+            guard !value.isEmpty, let mac = Base64.decode(Substring(value)) else { throw .malformedSignature }
+            if mac.count == HMACSHA256.byteCount { result.append(mac) }
         }
         return result
     }

@@ -275,6 +275,8 @@ import Testing
             #expect(mismatch.status == 401)
             let huge = try await service.postCallback([UInt8](repeating: 0x20, count: 65 * 1024))
             #expect(huge.status == 413)
+            // A configured partner gets every reply signed, the 413 included.
+            #expect(try answer(huge, service) == "03")
 
             var headers = HTTPHeaders()
             headers.add(name: "x-partner-code", value: "BTH")
@@ -284,6 +286,14 @@ import Testing
             let malformed = try await service.http.execute(
                 HTTPClientRequest(method: .post, url: service.baseURL + "/v1/callbacks/portal", headers: headers, body: body))
             #expect(malformed.status == 401)
+            #expect(try answer(malformed, service) == "97")
+            // An invalid webhook-id: refused, and the refusal signed with a fresh id of its own.
+            var badID = headers
+            badID.replaceOrAdd(name: "webhook-id", value: "evt.bad")
+            let refused = try await service.http.execute(
+                HTTPClientRequest(method: .post, url: service.baseURL + "/v1/callbacks/portal", headers: badID, body: body))
+            #expect(refused.status == 401)
+            #expect(try answer(refused, service) == "97")
 
             #expect(try await service.tableCounts() == before)
             #expect(try await state(service, paying).intent.status == .pending)
@@ -300,6 +310,21 @@ import Testing
             #expect(try await count(service, "SELECT count(*) FROM inbound_messages WHERE result_code = '03'") == 1)
             let again = try await service.postCallback(Array("not json".utf8), id: "evt_bad")
             #expect(again.body == response.body)
+        }
+    }
+
+    /// The body names another partner and is broken besides: the partner check comes first, so
+    /// it is a 97, not remembered, and a correct retry under the same id is processed afresh.
+    @Test func aForeignPartnerInABrokenBodyIs97AndNotRemembered() async throws {
+        try await withRunningService { service in
+            let paying = try await pendingIntent(service)
+            for broken in [#"{"LoaiBanTin":"KETQUA","MaDoiTac":"XYZ"}"#, #"{"MaDoiTac":"XYZ","SoTien":1.5}"#, #"{"MaDoiTac":7}"#] {
+                let response = try await service.postCallback(Array(broken.utf8), id: "evt_foreign")
+                #expect(response.status == 401)
+                #expect(try answer(response, service) == "97")
+            }
+            #expect(try await count(service, "SELECT count(*) FROM inbound_messages") == 0)
+            #expect(try answer(try await service.postCallback(callback(paying), id: "evt_foreign"), service) == "00")
         }
     }
 }

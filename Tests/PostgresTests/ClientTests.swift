@@ -476,4 +476,28 @@ struct ClientTests {
             #expect(prepared <= 3)
         }
     }
+
+    /// A cached statement that no longer fits the schema, run first in a transaction (sent with
+    /// its BEGIN): the transaction is run again with the statement prepared afresh, as another
+    /// instance's migration must not fail a request here.
+    @Test func aTransactionWhoseCachedFirstStatementWentStaleRunsAgain() async throws {
+        try await withTestDatabase(maximumConnections: 1, configure: { $0.preparedStatementCacheCapacity = 16 }) { database in
+            let client = database.client
+            try await client.execute("CREATE TABLE s (a int4)")
+            try await client.execute("INSERT INTO s VALUES (1)")
+            let select: PostgresQuery = "SELECT a FROM s WHERE a = \(Int32(1))"
+            func read() async throws -> Int {
+                try await client.withTransaction { db in try await db.query(select).count }
+            }
+            #expect(try await read() == 1)
+            try await client.execute("ALTER TABLE s ALTER COLUMN a TYPE int8")
+            var runs = 0
+            let count = try await client.withTransaction { db in
+                runs += 1
+                return try await db.query(select).count
+            }
+            #expect(count == 1 && runs == 2)
+            #expect(try await read() == 1)
+        }
+    }
 }

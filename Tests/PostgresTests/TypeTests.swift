@@ -140,6 +140,17 @@ struct TypeTests {
         #expect(text == "2023-11-14 22:13:20.123457")
     }
 
+    /// The text format (COPY, text arrays) writes four-digit years; others are refused, not a crash.
+    @Test func textTimestampsOutsideFourDigitYearsAreRefused() throws {
+        var buffer: [UInt8] = []
+        try Date(timeIntervalSince1970: 253_402_300_799).encodeText(into: &buffer)  // 9999-12-31 23:59:59
+        #expect(String(decoding: buffer, as: UTF8.self) == "9999-12-31 23:59:59.000000+00")
+        for date in [Date(timeIntervalSince1970: 4e11), Date(timeIntervalSince1970: -62_200_000_000)] {
+            var out: [UInt8] = []
+            #expect(throws: PostgresError.self) { try date.encodeText(into: &out) }
+        }
+    }
+
     @Test func infiniteTimestampsMapToDistantDates() async throws {
         let client = try await typesDatabase.value.client
         let (future, past) = try await client.query("SELECT 'infinity'::timestamptz, '-infinity'::timestamptz")[0]

@@ -22,19 +22,20 @@ struct CallbackController {
     }
 
     @Sendable func receive(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let header: (String) -> String? = { name in (Self.fieldNames[name] ?? HTTPField.Name(name)).flatMap { request.headers[$0] } }
+        // Every reply to a configured partner is signed, the 413 included.
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > StandardWebhooks.maxBodySize {
             rejections.record("body_too_large", logger: context.logger)
-            return reply(notifications.tooLargeReply, partner: nil)
+            return reply(notifications.tooLargeReply, partner: notifications.configuredPartner(header("x-partner-code")))
         }
         let body: [UInt8]
         do {
             body = Array(try await request.body.collect(upTo: StandardWebhooks.maxBodySize).readableBytesView)
         } catch is NIOTooManyBytesError {
             rejections.record("body_too_large", logger: context.logger)
-            return reply(notifications.tooLargeReply, partner: nil)
+            return reply(notifications.tooLargeReply, partner: notifications.configuredPartner(header("x-partner-code")))
         }
 
-        let header: (String) -> String? = { name in (Self.fieldNames[name] ?? HTTPField.Name(name)).flatMap { request.headers[$0] } }
         let verified: PortalNotifications.Verified
         switch notifications.verify(header: header, body: body) {
         case .success(let value):

@@ -158,8 +158,10 @@ enum WireParser {
         let root: JSONValue
         do { root = try JSONValue.parse(body) } catch { throw .malformed("JSON") }
         guard case .object(let object) = root else { throw .malformed("JSON") }
-        guard case .string(let bodyPartner)? = object["MaDoiTac"], !bodyPartner.isEmpty else { throw .malformed("MaDoiTac") }
-        guard bodyPartner == partner else { throw ProtocolRejection(.invalidSignature, "MaDoiTac") }
+        // A body that has a `MaDoiTac` other than the verified header's — empty, or not a string,
+        // included — is a partner mismatch (97, never remembered); one without it is malformed.
+        guard let bodyPartner = object["MaDoiTac"] else { throw .malformed("MaDoiTac") }
+        guard case .string(partner) = bodyPartner else { throw ProtocolRejection(.invalidSignature, "MaDoiTac") }
         guard case .string(let type)? = object["LoaiBanTin"], type == messageType else { throw .malformed("LoaiBanTin") }
         return (root, object)
     }

@@ -259,22 +259,24 @@ public struct PortalGatewayClient: PaymentGateway {
     /// an informational field that is not worth refusing a payment for (the raw message keeps
     /// whatever was sent).
     static func bankCode(_ text: String?) -> String? {
-        guard let text, (1...32).contains(text.utf8.count), text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
+        guard let text, (1...32).contains(text.utf8.count), text.utf8.allSatisfy(isPrintableASCII) else { return nil }
         return text
     }
 
     static func isPlausibleID(_ text: String) -> Bool {
-        (1...64).contains(text.utf8.count) && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        (1...64).contains(text.utf8.count) && text.utf8.allSatisfy(isPrintableASCII)
     }
+
+    /// Visible ASCII: no space, no control character, nothing beyond `~`.
+    static func isPrintableASCII(_ byte: UInt8) -> Bool { byte > 0x20 && byte < 0x7F }
 
     /// A code from the wire, made safe to put in a log line or an error: the printable ASCII
     /// characters among its first 8. A code that already is so (every well-formed one: `KETQUA`,
     /// `00`) is returned as it is, without building a new string.
     static func printable(_ text: String, limit: Int = 8) -> String {
-        let isPrintable: (UInt8) -> Bool = { $0 > 0x20 && $0 < 0x7F }
-        if text.utf8.count <= limit, text.utf8.allSatisfy(isPrintable) { return text }
+        if text.utf8.count <= limit, text.utf8.allSatisfy(isPrintableASCII) { return text }
         var kept: [UInt8] = []
-        for scalar in text.unicodeScalars.prefix(limit) where scalar.isASCII && isPrintable(UInt8(scalar.value)) {
+        for scalar in text.unicodeScalars.prefix(limit) where scalar.isASCII && isPrintableASCII(UInt8(scalar.value)) {
             kept.append(UInt8(scalar.value))
         }
         return String(decoding: kept, as: UTF8.self)

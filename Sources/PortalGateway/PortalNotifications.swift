@@ -37,9 +37,9 @@ public struct PortalNotifications: Sendable {
     /// Verifies the Standard Webhooks headers against the secrets of the partner named by
     /// `x-partner-code`, before anything of the body is parsed.
     public func verify(header: (String) -> String?, body: some Collection<UInt8>) -> Result<Verified, Rejection> {
-        guard let code = header("x-partner-code"), let partner = PartnerCode(rawValue: code),
-              let secrets = partners[partner], !secrets.isEmpty
-        else { return .failure(Rejection(partner: nil, reason: "unknown_partner")) }
+        guard let partner = configuredPartner(header("x-partner-code")), let secrets = partners[partner] else {
+            return .failure(Rejection(partner: nil, reason: "unknown_partner"))
+        }
         do {
             let verified = try WebhookVerifier(secrets: secrets, clock: clock).verify(headers: header, body: body)
             return .success(Verified(partner: partner, messageID: verified.id))

@@ -104,15 +104,17 @@ public final class PostgresClient: Sendable {
                 guard reconnects < 1 else { throw failure.error }
                 reconnects += 1
                 logger.info("postgres BEGIN found the connection dead; retrying on a new one")
-            } catch let error as PostgresError where error.lostBeforeTransaction && reconnects < 1 {
-                // BEGIN travels with the first statement: that exchange failing is the same case.
+            } catch let error as PostgresError
+                where (error.lostBeforeTransaction || error.staleBeforeTransaction) && reconnects < 1
+            {
+                // BEGIN travels with the first statement: that exchange failing on a dead
+                // connection, or on a cached statement the schema changed under (a migration by
+                // another instance), ran nothing; the next attempt gets a fresh connection or
+                // prepares the statement again.
                 reconnects += 1
-                logger.info("postgres BEGIN found the connection dead; retrying on a new one")
-            } catch let error as PostgresError where error.staleBeforeTransaction && reconnects < 1 {
-                // The schema changed under a cached statement (a migration by another instance):
-                // nothing ran, and the next attempt prepares the statement again.
-                reconnects += 1
-                logger.info("postgres cached statement no longer fits the schema; transaction run again")
+                logger.info(error.lostBeforeTransaction
+                    ? "postgres BEGIN found the connection dead; retrying on a new one"
+                    : "postgres cached statement no longer fits the schema; transaction run again")
             } catch let error as PostgresError where error.isTransient && attempt < policy.maximumAttempts {
                 let delay = Self.backoff(attempt: attempt, policy: policy)
                 logger.debug(
